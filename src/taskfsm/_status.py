@@ -1,0 +1,143 @@
+"""`TaskStatus`: the immutable status snapshot of one task."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+from ._errors import InvalidStatus
+from ._phase import TaskPhase
+
+
+def _to_phase(value: object) -> TaskPhase:
+    if isinstance(value, TaskPhase):
+        return value
+    if isinstance(value, str):
+        try:
+            return TaskPhase(value)
+        except ValueError:
+            pass
+    allowed = ", ".join(p.value for p in TaskPhase)
+    raise InvalidStatus(f"phase must be one of {allowed}, got {value!r}")
+
+
+def _to_updated_at(value: object) -> int:
+    if type(value) is not int or value < 0:
+        raise InvalidStatus(f"updated_at must be a non-negative int (ms), got {value!r}")
+    return value
+
+
+def _to_progress(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidStatus(f"progress must be a number within [0, 1], got {value!r}")
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise InvalidStatus(f"progress must be within [0, 1], got {value!r}")
+    return float(value)
+
+
+def _to_error_message(value: object) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    raise InvalidStatus(f"error_message must be a string or None, got {value!r}")
+
+
+def _to_retries(value: object) -> int:
+    if type(value) is not int or value < 0:
+        raise InvalidStatus(f"retries must be a non-negative int, got {value!r}")
+    return value
+
+
+@attrs.frozen
+class TaskStatus:
+    """Status of a task: what the Livepeer Studio API calls ``TaskStatus``.
+
+    Frozen and slotted; every field is validated on construction.
+
+    Args:
+        phase: The task's phase (a `TaskPhase` or its string value).
+        updated_at: When the status last changed, in integer ms since the epoch.
+        progress: Progress of the current attempt within [0, 1], or None.
+        error_message: The last error, or None.
+        retries: How many times the task was retried since its last restart.
+
+    Raises:
+        InvalidStatus: A field is malformed; the message names it.
+    """
+
+    phase: TaskPhase = attrs.field(converter=_to_phase)
+    updated_at: int = attrs.field(converter=_to_updated_at)
+    progress: float | None = attrs.field(default=None, converter=_to_progress)
+    error_message: str | None = attrs.field(default=None, converter=_to_error_message)
+    retries: int = attrs.field(default=0, converter=_to_retries)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the wire JSON object: camelCase keys, absent fields left out."""
+        from ._wire import unstructure
+
+        return unstructure(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> TaskStatus:
+        """Build a status from the wire JSON object the API and its SDKs send.
+
+        Integral floats are accepted for ``updatedAt`` and ``retries``; unknown keys are
+        ignored.
+
+        Raises:
+            InvalidStatus: *data* is not an object, or a field is missing or malformed.
+        """
+        from ._wire import structure
+
+        return structure(data)
+
+    def to_json(self) -> str:
+        """Return the compact wire JSON text."""
+        from ._wire import dumps
+
+        return dumps(self)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> TaskStatus:
+        """Parse wire JSON text; see `from_dict`.
+
+        Raises:
+            InvalidStatus: The text is not JSON, or not a valid status.
+        """
+        from ._wire import loads
+
+        return loads(text)
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def trusted_status(
+    phase: TaskPhase,
+    updated_at: int,
+    progress: float | None,
+    error_message: str | None,
+    retries: int,
+) -> TaskStatus:
+    """Build a status without validation; only for values the engine derived itself."""
+    st = _new(TaskStatus)
+    _set(st, "phase", phase)
+    _set(st, "updated_at", updated_at)
+    _set(st, "progress", progress)
+    _set(st, "error_message", error_message)
+    _set(st, "retries", retries)
+    return st
+
+
+def is_valid_progress(value: object) -> bool:
+    """True for a real number (not bool) within [0, 1]."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and not math.isnan(value)
+        and 0.0 <= value <= 1.0
+    )
