@@ -35,6 +35,18 @@ _ARGS: Mapping[str, tuple[frozenset[str], frozenset[str]]] = {
 }
 _NO_ARGS: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
 
+#: A compiled (phase, event): ``(status, kwargs) -> new status``; raises like `apply`.
+_Step = Callable[[TaskStatus, dict[str, Any]], TaskStatus]
+
+# Field values the argument-free events set; _KEEP copies the previous value.
+_KEEP: Any = object()
+_NO_ARG_EFFECTS: Mapping[str, tuple[Any, Any, Any]] = {
+    "start": (0.0, _KEEP, _KEEP),
+    "complete": (1.0, None, _KEEP),
+    "restart": (None, None, 0),
+}
+_KEEP_ALL = (_KEEP, _KEEP, _KEEP)
+
 
 @attrs.frozen
 class _Branch:
@@ -97,6 +109,10 @@ class TaskMachine:
         self.lifecycle = lifecycle if lifecycle is not None else DEFAULT_LIFECYCLE
         self._machine = self.lifecycle.machine()
         self._table, self._allowed = _compile(self._machine)
+        # The hot path: phase -> event -> step, each specialised once, here.
+        self._steps: dict[TaskPhase, dict[str, _Step]] = {phase: {} for phase in TaskPhase}
+        for (phase, event), branches in self._table.items():
+            self._steps[phase][event] = self._step(event, branches)
         self._listeners: tuple[Listener, ...] = tuple(listeners)
 
     @property
@@ -122,8 +138,11 @@ class TaskMachine:
 
     def can(self, status: TaskStatus, event: str, **kwargs: Any) -> bool:
         """Would `apply` accept *event* (with *kwargs*) now? Never raises for bad input."""
+        step = self._steps[status.phase].get(event)
+        if step is None:
+            return False
         try:
-            self._decide(status, event, kwargs)
+            step(status, kwargs)
         except TaskFSMError:
             return False
         return True
@@ -161,48 +180,48 @@ class TaskMachine:
             IllegalTransition: The event is not allowed from the status's phase.
             InvalidArgument: The event's arguments are missing or invalid.
         """
-        new = self._decide(status, event, kwargs)
-        for listener in self._listeners:
-            try:
-                listener(status, new, event)
-            except Exception:
-                log.exception("taskfsm listener %r failed on %s", listener, event)
+        step = self._steps[status.phase].get(event)
+        if step is None:
+            raise IllegalTransition(event, status.phase, self._allowed[status.phase])
+        new = step(status, kwargs)
+        if self._listeners:
+            self._notify(status, new, event)
         return new
 
     def schedule(self, status: TaskStatus) -> TaskStatus:
         """pending -> waiting."""
-        return self.apply(status, "schedule")
+        return self._run(status, "schedule", {})
 
     def start(self, status: TaskStatus) -> TaskStatus:
         """waiting -> running; progress 0."""
-        return self.apply(status, "start")
+        return self._run(status, "start", {})
 
     def progress(self, status: TaskStatus, value: float) -> TaskStatus:
         """Report progress of a running task: within [0, 1], never decreasing."""
-        return self.apply(status, "progress", value=value)
+        return self._run(status, "progress", {"value": value})
 
     def heartbeat(self, status: TaskStatus) -> TaskStatus:
         """A liveness signal from a running task: only ``updated_at`` changes."""
-        return self.apply(status, "heartbeat")
+        return self._run(status, "heartbeat", {})
 
     def complete(self, status: TaskStatus) -> TaskStatus:
         """running -> completed; progress 1."""
-        return self.apply(status, "complete")
+        return self._run(status, "complete", {})
 
     def fail(
         self, status: TaskStatus, error: BaseException | str, retryable: bool | None = None
     ) -> TaskStatus:
         """A failure: back to waiting (retries + 1) when retryable and the policy allows
         another retry, else failed. *retryable* None lets the policy classify *error*."""
-        return self.apply(status, "fail", error=error, retryable=retryable)
+        return self._run(status, "fail", {"error": error, "retryable": retryable})
 
     def cancel(self, status: TaskStatus) -> TaskStatus:
         """pending, waiting or running -> cancelled."""
-        return self.apply(status, "cancel")
+        return self._run(status, "cancel", {})
 
     def restart(self, status: TaskStatus) -> TaskStatus:
         """failed or cancelled -> waiting, with a fresh retry budget."""
-        return self.apply(status, "restart")
+        return self._run(status, "restart", {})
 
     # -- diagrams -------------------------------------------------------------------
 
@@ -235,10 +254,84 @@ class TaskMachine:
         now = self.clock()
         return now if now > previous else previous
 
-    def _decide(self, status: TaskStatus, event: str, kwargs: dict[str, Any]) -> TaskStatus:
-        branches = self._table.get((status.phase, event))
-        if branches is None:
+    def _run(self, status: TaskStatus, event: str, kwargs: dict[str, Any]) -> TaskStatus:
+        # `apply` without the **kwargs packing, for the per-event methods.
+        step = self._steps[status.phase].get(event)
+        if step is None:
             raise IllegalTransition(event, status.phase, self._allowed[status.phase])
+        new = step(status, kwargs)
+        if self._listeners:
+            self._notify(status, new, event)
+        return new
+
+    def _notify(self, old: TaskStatus, new: TaskStatus, event: str) -> None:
+        for listener in self._listeners:
+            try:
+                listener(old, new, event)
+            except Exception:
+                log.exception("taskfsm listener %r failed on %s", listener, event)
+
+    def _step(self, event: str, branches: tuple[_Branch, ...]) -> _Step:
+        """Compile one (phase, event) of the table into its step function.
+
+        An unguarded single branch of a default event gets a specialised closure; anything
+        else (guards, ``fail``) runs the general `_decide`. Both check the arguments, pick
+        the branch and apply the effect in the same order, with the same errors.
+        """
+        if len(branches) != 1 or branches[0].checks or event == "fail":
+
+            def decide(st: TaskStatus, kwargs: dict[str, Any]) -> TaskStatus:
+                return self._decide(st, event, branches, kwargs)
+
+            return decide
+        dest = branches[0].dest
+        new = trusted_status
+        if event == "progress":
+
+            def progress(st: TaskStatus, kwargs: dict[str, Any]) -> TaskStatus:
+                if len(kwargs) != 1 or "value" not in kwargs:
+                    _check_args(event, kwargs)
+                value = kwargs["value"]
+                if type(value) is not float or not 0.0 <= value <= 1.0:
+                    _check_args(event, kwargs)  # ints, float subclasses; raises if invalid
+                current = st.progress
+                if current is not None and value < current:
+                    raise InvalidArgument(f"progress must not decrease: {current} -> {value}")
+                now = self.clock()
+                previous = st.updated_at
+                return new(
+                    dest,
+                    now if now > previous else previous,
+                    float(value),
+                    st.error_message,
+                    st.retries,
+                )
+
+            return progress
+        set_progress, set_error, set_retries = _NO_ARG_EFFECTS.get(event, _KEEP_ALL)
+
+        def no_args(st: TaskStatus, kwargs: dict[str, Any]) -> TaskStatus:
+            if kwargs:
+                _check_args(event, kwargs)
+            now = self.clock()
+            previous = st.updated_at
+            return new(
+                dest,
+                now if now > previous else previous,
+                st.progress if set_progress is _KEEP else set_progress,
+                st.error_message if set_error is _KEEP else set_error,
+                st.retries if set_retries is _KEEP else set_retries,
+            )
+
+        return no_args
+
+    def _decide(
+        self,
+        status: TaskStatus,
+        event: str,
+        branches: tuple[_Branch, ...],
+        kwargs: dict[str, Any],
+    ) -> TaskStatus:
         _check_args(event, kwargs)
         for branch in branches:
             if all(self._holds(name, status, kwargs) is want for name, want in branch.checks):
