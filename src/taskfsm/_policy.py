@@ -76,10 +76,15 @@ class RetryPolicy:
         """Seconds to wait before the *retry*-th retry (1-based); 0.0 for *retry* < 1."""
         if retry < 1:
             return 0.0
-        try:
-            base = min(self.max_delay, self.initial_delay * self.multiplier ** (retry - 1))
-        except OverflowError:
-            base = self.max_delay
+        if self.initial_delay == 0 or self.multiplier == 1:
+            base = float(self.initial_delay)
+        else:
+            # Float power: an int multiplier with a huge retry would build a giant integer.
+            try:
+                growth = float(self.multiplier) ** (retry - 1)
+            except OverflowError:  # multiplier > 1 here, so the delay is past any cap
+                growth = math.inf
+            base = float(min(self.max_delay, self.initial_delay * growth))
         return base * self.random() if self.jitter else base
 
     def is_retryable(self, error: BaseException | str, retryable: bool | None = None) -> bool:
