@@ -29,12 +29,16 @@ def _edges(value: Iterable[Edge]) -> tuple[Edge, ...]:
     return tuple(value)
 
 
+def _phase(value: TaskPhase | str) -> TaskPhase:
+    try:
+        return TaskPhase(value)
+    except ValueError:
+        raise InvalidArgument(f"unknown phase in lifecycle: {value!r}") from None
+
+
 def _phases(value: TaskPhase | str | Iterable[TaskPhase | str]) -> tuple[TaskPhase, ...]:
     items = [value] if isinstance(value, str) else list(value)
-    try:
-        return tuple(TaskPhase(v) for v in items)
-    except ValueError as exc:
-        raise InvalidArgument(f"unknown phase in lifecycle edge: {exc}") from None
+    return tuple(_phase(v) for v in items)
 
 
 def _conditions(value: Iterable[str]) -> tuple[str, ...]:
@@ -65,9 +69,16 @@ class Edge:
 
     event: str = attrs.field(validator=_event_name)
     source: tuple[TaskPhase, ...] = attrs.field(converter=_phases)
-    dest: TaskPhase = attrs.field(converter=TaskPhase)
+    dest: TaskPhase = attrs.field(converter=_phase)
     conditions: tuple[str, ...] = attrs.field(default=(), converter=_conditions)
     unless: tuple[str, ...] = attrs.field(default=(), converter=_conditions)
+
+    def __attrs_post_init__(self) -> None:
+        # can_retry classifies the failure's error, which only the fail event carries.
+        if CAN_RETRY in (*self.conditions, *self.unless) and self.event != "fail":
+            raise InvalidArgument(
+                f"condition {CAN_RETRY!r} needs the error of a fail event, got event {self.event!r}"
+            )
 
     def as_transitions_dict(self) -> dict[str, Any]:
         """This edge in the form `transitions` takes (``trigger``, ``source``, ...)."""
@@ -97,7 +108,7 @@ class Lifecycle:
     """
 
     edges: tuple[Edge, ...] = attrs.field(converter=_edges)
-    initial: TaskPhase = attrs.field(default=TaskPhase.PENDING, converter=TaskPhase)
+    initial: TaskPhase = attrs.field(default=TaskPhase.PENDING, converter=_phase)
     title: str = "Task lifecycle"
 
     @property
@@ -118,7 +129,7 @@ class Lifecycle:
 
         Example: ``DEFAULT_LIFECYCLE.with_edge("complete", "waiting", "completed")``.
         """
-        edge = Edge(event, _phases(source), TaskPhase(dest), tuple(conditions), tuple(unless))
+        edge = Edge(event, source, dest, conditions, unless)  # Edge's converters validate
         return attrs.evolve(self, edges=(*self.edges, edge))
 
     def without_edge(
