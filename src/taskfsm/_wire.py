@@ -128,6 +128,6 @@ def loads(text: str | bytes) -> TaskStatus:
     """Parse wire JSON text into a status."""
     try:
         data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise InvalidStatus(f"status is not valid JSON: {exc}") from None
     return structure(data)
