@@ -21,10 +21,19 @@ from ._lifecycle import CAN_RETRY, DEFAULT_LIFECYCLE, Edge, Lifecycle
 from ._phase import TaskPhase
 from ._policy import RetryPolicy
 from ._status import TaskStatus
+from .stores import (
+    AsyncStore,
+    Store,
+    StoreUnavailable,
+    TransitionRecord,
+    open_async_store,
+    open_store,
+)
 
 __all__ = [
     "CAN_RETRY",
     "DEFAULT_LIFECYCLE",
+    "AsyncStore",
     "Clock",
     "Edge",
     "IllegalTransition",
@@ -33,12 +42,17 @@ __all__ = [
     "Lifecycle",
     "Listener",
     "RetryPolicy",
+    "Store",
+    "StoreUnavailable",
     "TaskExists",
     "TaskFSMError",
     "TaskMachine",
     "TaskNotFound",
     "TaskPhase",
     "TaskStatus",
+    "TransitionRecord",
+    "open_async_store",
+    "open_store",
     "system_clock",
 ]
 

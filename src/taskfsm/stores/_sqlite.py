@@ -1,0 +1,385 @@
+"""The SQLite backend (stdlib ``sqlite3``): the schema and every SQL statement in one place.
+
+WAL journal with ``synchronous=NORMAL``: a commit is atomic and consistent, and survives
+a crash of the process; a power loss may lose the last transactions (not corrupt the
+file). Writes take the write lock up front (``BEGIN IMMEDIATE``), so processes sharing
+the file serialise their read-decide-write and never fail a lock upgrade midway.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+from .._phase import TaskPhase
+from ._driver import Execute
+from ._errors import IncompatibleSchema, StoreUnavailable
+from ._plans import (
+    AppendHistory,
+    Conflict,
+    DeleteTask,
+    FindDue,
+    FindEvent,
+    FindStale,
+    InsertTask,
+    ListTasks,
+    Op,
+    PruneChanges,
+    ReadChanges,
+    ReadHistory,
+    ReadTask,
+    Row,
+    UpdateTask,
+)
+from ._records import TransitionRecord, record_from_row
+from ._sql import Fetch, Sql, SqlSteps, drive
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = (
+    """CREATE TABLE taskfsm_meta (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    )""",
+    # status is the wire JSON; phase, due_at and updated_at copy it for the indexes.
+    # due_at is set only while waiting; version is the compare-and-set counter.
+    """CREATE TABLE taskfsm_tasks (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        due_at INTEGER,
+        updated_at INTEGER NOT NULL,
+        version INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX taskfsm_tasks_phase ON taskfsm_tasks (phase, id)",
+    "CREATE INDEX taskfsm_tasks_due ON taskfsm_tasks (due_at, id) WHERE due_at IS NOT NULL",
+    "CREATE INDEX taskfsm_tasks_running ON taskfsm_tasks (updated_at, id) WHERE phase = 'running'",
+    # AUTOINCREMENT: a seq is never reused, even after the newest records are deleted,
+    # so a change-feed cursor never skips a record.
+    """CREATE TABLE taskfsm_history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        from_phase TEXT,
+        to_phase TEXT NOT NULL,
+        status TEXT NOT NULL,
+        event_id TEXT,
+        args TEXT NOT NULL
+    )""",
+    "CREATE INDEX taskfsm_history_task ON taskfsm_history (task_id, seq)",
+    "CREATE UNIQUE INDEX taskfsm_history_event_id ON taskfsm_history (task_id, event_id)"
+    " WHERE event_id IS NOT NULL",
+    "INSERT INTO taskfsm_meta (key, value) VALUES ('feed_floor', 0)",
+    f"INSERT INTO taskfsm_meta (key, value) VALUES ('schema_version', {SCHEMA_VERSION})",
+)
+
+_ROW = "SELECT id, status, version, due_at FROM taskfsm_tasks"
+_RECORD = (
+    "SELECT seq, task_id, event, from_phase, to_phase, status, event_id, args FROM taskfsm_history"
+)
+_LIST = {
+    (False, False): "SELECT id, status FROM taskfsm_tasks ORDER BY id LIMIT ?",
+    (False, True): "SELECT id, status FROM taskfsm_tasks WHERE id > ? ORDER BY id LIMIT ?",
+    (True, False): "SELECT id, status FROM taskfsm_tasks WHERE phase = ? ORDER BY id LIMIT ?",
+    (True, True): (
+        "SELECT id, status FROM taskfsm_tasks WHERE phase = ? AND id > ? ORDER BY id LIMIT ?"
+    ),
+}
+
+
+def _row(found: tuple[Any, ...]) -> Row:
+    return Row(found[0], found[1], found[2], found[3])
+
+
+class SqliteSql:
+    """Maps each plan operation to SQLite statements."""
+
+    def __init__(self) -> None:
+        self._compilers: dict[type[Any], Callable[[Any], SqlSteps[Any]]] = {
+            ReadTask: self.read_task,
+            FindEvent: self.find_event,
+            InsertTask: self.insert_task,
+            UpdateTask: self.update_task,
+            AppendHistory: self.append_history,
+            ReadHistory: self.read_history,
+            ListTasks: self.list_tasks,
+            FindDue: self.find_due,
+            FindStale: self.find_stale,
+            DeleteTask: self.delete_task,
+            ReadChanges: self.read_changes,
+            PruneChanges: self.prune_changes,
+        }
+
+    def compile(self, op: Op) -> SqlSteps[Any]:
+        return self._compilers[type(op)](op)
+
+    def read_task(self, op: ReadTask) -> SqlSteps[Row | None]:
+        found = yield Sql(f"{_ROW} WHERE id = ?", (op.task_id,), Fetch.ONE)
+        return None if found is None else _row(found)
+
+    def find_event(self, op: FindEvent) -> SqlSteps[TransitionRecord | None]:
+        found = yield Sql(
+            f"{_RECORD} WHERE task_id = ? AND event_id = ?", (op.task_id, op.event_id), Fetch.ONE
+        )
+        return None if found is None else record_from_row(*found)
+
+    def insert_task(self, op: InsertTask) -> SqlSteps[bool]:
+        st = op.status
+        count = yield Sql(
+            "INSERT INTO taskfsm_tasks (id, status, phase, due_at, updated_at, version)"
+            " VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (id) DO NOTHING",
+            (op.task_id, st.to_json(), st.phase.value, op.due_at, st.updated_at),
+            Fetch.ROWCOUNT,
+        )
+        return bool(count == 1)
+
+    def update_task(self, op: UpdateTask) -> SqlSteps[bool]:
+        st = op.status
+        count = yield Sql(
+            "UPDATE taskfsm_tasks SET status = ?, phase = ?, due_at = ?, updated_at = ?,"
+            " version = version + 1 WHERE id = ? AND version = ?",
+            (st.to_json(), st.phase.value, op.due_at, st.updated_at, op.task_id, op.version),
+            Fetch.ROWCOUNT,
+        )
+        return bool(count == 1)
+
+    def append_history(self, op: AppendHistory) -> SqlSteps[list[int]]:
+        seqs = []
+        for e in op.entries:
+            seq = yield Sql(
+                "INSERT INTO taskfsm_history"
+                " (task_id, event, from_phase, to_phase, status, event_id, args)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    e.task_id,
+                    e.event,
+                    None if e.from_phase is None else e.from_phase.value,
+                    e.status.phase.value,
+                    e.status.to_json(),
+                    e.event_id,
+                    _dumps(e.args),
+                ),
+                Fetch.LASTROWID,
+            )
+            seqs.append(seq)
+        return seqs
+
+    def read_history(self, op: ReadHistory) -> SqlSteps[list[TransitionRecord]]:
+        rows = yield Sql(f"{_RECORD} WHERE task_id = ? ORDER BY seq", (op.task_id,), Fetch.ALL)
+        return [record_from_row(*r) for r in rows]
+
+    def list_tasks(self, op: ListTasks) -> SqlSteps[list[tuple[str, str]]]:
+        params: list[Any] = []
+        if op.phase is not None:
+            params.append(op.phase.value)
+        if op.after is not None:
+            params.append(op.after)
+        params.append(op.limit)
+        query = _LIST[(op.phase is not None, op.after is not None)]
+        rows = yield Sql(query, params, Fetch.ALL)
+        return [(r[0], r[1]) for r in rows]
+
+    def find_due(self, op: FindDue) -> SqlSteps[list[Row]]:
+        rows = yield Sql(
+            f"{_ROW} WHERE due_at IS NOT NULL AND due_at <= ? AND phase = ?"
+            " ORDER BY due_at, id LIMIT ?",
+            (op.now, TaskPhase.WAITING.value, op.limit),
+            Fetch.ALL,
+        )
+        return [_row(r) for r in rows]
+
+    def find_stale(self, op: FindStale) -> SqlSteps[list[Row]]:
+        rows = yield Sql(
+            f"{_ROW} WHERE phase = 'running' AND updated_at < ? ORDER BY updated_at, id",
+            (op.cutoff,),
+            Fetch.ALL,
+        )
+        return [_row(r) for r in rows]
+
+    def delete_task(self, op: DeleteTask) -> SqlSteps[bool]:
+        count = yield Sql("DELETE FROM taskfsm_tasks WHERE id = ?", (op.task_id,), Fetch.ROWCOUNT)
+        if count != 1:
+            return False
+        yield Sql("DELETE FROM taskfsm_history WHERE task_id = ?", (op.task_id,))
+        return True
+
+    def read_changes(self, op: ReadChanges) -> SqlSteps[list[TransitionRecord]]:
+        rows = yield Sql(
+            f"{_RECORD} WHERE seq > max(?, (SELECT value - 1 FROM taskfsm_meta"
+            " WHERE key = 'feed_floor')) ORDER BY seq LIMIT ?",
+            (op.after, op.limit),
+            Fetch.ALL,
+        )
+        return [record_from_row(*r) for r in rows]
+
+    def prune_changes(self, op: PruneChanges) -> SqlSteps[int]:
+        (floor,) = yield Sql(
+            "SELECT value FROM taskfsm_meta WHERE key = 'feed_floor'", (), Fetch.ONE
+        )
+        if op.before <= floor:
+            return 0
+        (count,) = yield Sql(
+            "SELECT count(*) FROM taskfsm_history WHERE seq >= ? AND seq < ?",
+            (floor, op.before),
+            Fetch.ONE,
+        )
+        yield Sql("UPDATE taskfsm_meta SET value = ? WHERE key = 'feed_floor'", (op.before,))
+        return int(count)
+
+
+def _dumps(args: dict[str, Any]) -> str:
+    return json.dumps(args, separators=(",", ":"))
+
+
+def _run(conn: sqlite3.Connection, stmt: Sql) -> Any:
+    if stmt.many:
+        conn.executemany(stmt.query, stmt.params)
+        return None
+    cur = conn.execute(stmt.query, stmt.params)
+    fetch = stmt.fetch
+    if fetch is Fetch.ONE:
+        return cur.fetchone()
+    if fetch is Fetch.ALL:
+        return cur.fetchall()
+    if fetch is Fetch.ROWCOUNT:
+        return cur.rowcount
+    if fetch is Fetch.LASTROWID:
+        return cur.lastrowid
+    return None
+
+
+class SqliteBackend:
+    """A SQLite database file (or ``:memory:``), safe to share between threads: each
+    transaction borrows a connection from a small pool of idle ones.
+
+    Args:
+        path: The database file, or ``":memory:"`` (one connection, used in turn).
+        timeout: Seconds to wait for another writer's lock before giving up.
+
+    Raises:
+        StoreUnavailable: The file cannot be opened.
+        IncompatibleSchema: The file holds a newer taskfsm schema.
+    """
+
+    def __init__(self, path: str, timeout: float = 30.0) -> None:
+        self.path = path
+        self._timeout = timeout
+        self._sql = SqliteSql()
+        self._lock = threading.Lock()
+        # In-memory databases are per connection: share one, one transaction at a time.
+        self._gate = threading.Lock() if path == ":memory:" else None
+        self._idle: list[sqlite3.Connection] = []
+        self._closed = False
+        try:
+            conn = self._connect()
+            try:
+                self._setup(conn)
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from None
+        self._idle.append(conn)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
+        # NORMAL is durable against process crashes under WAL and skips an fsync per commit.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        """Create the schema on first open; refuse a newer one. Safe when several
+        processes open the file at once: the write lock serialises them."""
+        if self.path != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'taskfsm_meta'"
+            ).fetchone()
+            if exists:
+                found = conn.execute(
+                    "SELECT value FROM taskfsm_meta WHERE key = 'schema_version'"
+                ).fetchone()
+                version = None if found is None else found[0]
+                if version != SCHEMA_VERSION:
+                    raise IncompatibleSchema(
+                        f"SQLite database {self.path!r} has taskfsm schema version {version!r};"
+                        f" this taskfsm knows version {SCHEMA_VERSION} only (upgrade taskfsm)"
+                    )
+            else:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _unavailable(self, exc: sqlite3.Error) -> StoreUnavailable:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            text = f"{text} (another writer held it for more than {self._timeout}s)"
+        return StoreUnavailable(f"SQLite database {self.path!r}: {text}")
+
+    def _acquire(self) -> sqlite3.Connection:
+        if self._gate is not None:
+            self._gate.acquire()
+        try:
+            with self._lock:
+                if self._closed:
+                    raise StoreUnavailable(f"SQLite store {self.path!r} is closed")
+                if self._idle:
+                    return self._idle.pop()
+            return self._connect()
+        except BaseException:
+            if self._gate is not None:
+                self._gate.release()
+            raise
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if self._closed:
+                conn.close()
+            else:
+                self._idle.append(conn)
+        if self._gate is not None:
+            self._gate.release()
+
+    @contextmanager
+    def transaction(self, write: bool) -> Iterator[Execute]:
+        conn = self._acquire()
+        try:
+            if write:
+                conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield partial(self._execute, conn)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            # A unique index caught a race the plan did not see: rerun it.
+            raise Conflict(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        finally:
+            self._release(conn)
+
+    def _execute(self, conn: sqlite3.Connection, op: Op) -> Any:
+        return drive(self._sql.compile(op), partial(_run, conn))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
