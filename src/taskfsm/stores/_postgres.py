@@ -1,0 +1,502 @@
+"""The PostgreSQL backend (psycopg 3): the schema and every SQL statement in one place,
+run by a sync connection pool (`PostgresBackend`) or an async one (`AsyncPostgresRunner`).
+
+Transactions run at READ COMMITTED: a compare-and-set ``UPDATE ... WHERE version = %s``
+waits for a concurrent writer of the row and then sees its committed version, so it
+fails exactly when it lost. ``claim`` and ``reap_stale`` lock their rows with
+``FOR UPDATE SKIP LOCKED``: workers on many machines never block each other.
+
+Change-feed seqs come from a single counter row, incremented by the last statement of
+each writing transaction (together with the history insert). The row lock is held to
+the commit, so seqs are handed out in commit order: a reader that saw seq n never later
+finds a smaller one. A BIGSERIAL would not do: its values are taken at insert time,
+and transactions commit in another order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._errors import TaskFSMError
+from .._phase import TaskPhase
+from ._driver import AsyncExecute, Execute, run_async
+from ._errors import IncompatibleSchema, StoreUnavailable
+from ._plans import (
+    AppendHistory,
+    Conflict,
+    DeleteTask,
+    FindDue,
+    FindEvent,
+    FindStale,
+    InsertTask,
+    ListTasks,
+    Op,
+    Plan,
+    PruneChanges,
+    ReadChanges,
+    ReadHistory,
+    ReadTask,
+    Row,
+    UpdateTask,
+)
+from ._records import TransitionRecord, record_from_row
+from ._sql import Fetch, Sql, SqlSteps, adrive, drive
+from ._url import redact
+
+if TYPE_CHECKING:
+    import psycopg
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+#: Connections per store (per process): a few serve many threads or coroutines.
+POOL_MAX_SIZE = 10
+#: Seconds to wait for a connection (connect, or a free one from the pool).
+CONNECT_TIMEOUT = 10.0
+# Serialises schema creation between processes opening a fresh database at once.
+_SCHEMA_LOCK = 0x7461736B66736D  # "taskfsm"
+
+_SCHEMA = (
+    "CREATE TABLE taskfsm_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+    # The change-feed counter: one row, updated last in every writing transaction.
+    """CREATE TABLE taskfsm_seq (
+        singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+        seq BIGINT NOT NULL
+    )""",
+    "INSERT INTO taskfsm_seq (singleton, seq) VALUES (TRUE, 0)",
+    # status is the wire JSON; phase, due_at and updated_at copy it for the indexes.
+    # due_at is set only while waiting; version is the compare-and-set counter.
+    # COLLATE "C": ids sort by code point, as in SQLite and Python, whatever the locale.
+    """CREATE TABLE taskfsm_tasks (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        status TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        due_at BIGINT,
+        updated_at BIGINT NOT NULL,
+        version BIGINT NOT NULL
+    )""",
+    "CREATE INDEX taskfsm_tasks_phase ON taskfsm_tasks (phase, id)",
+    "CREATE INDEX taskfsm_tasks_due ON taskfsm_tasks (due_at, id) WHERE due_at IS NOT NULL",
+    "CREATE INDEX taskfsm_tasks_running ON taskfsm_tasks (updated_at, id) WHERE phase = 'running'",
+    """CREATE TABLE taskfsm_history (
+        seq BIGINT PRIMARY KEY,
+        task_id TEXT COLLATE "C" NOT NULL,
+        event TEXT NOT NULL,
+        from_phase TEXT,
+        to_phase TEXT NOT NULL,
+        status TEXT NOT NULL,
+        event_id TEXT,
+        args TEXT NOT NULL
+    )""",
+    "CREATE INDEX taskfsm_history_task ON taskfsm_history (task_id, seq)",
+    "CREATE UNIQUE INDEX taskfsm_history_event_id ON taskfsm_history (task_id, event_id)"
+    " WHERE event_id IS NOT NULL",
+    "INSERT INTO taskfsm_meta (key, value) VALUES ('feed_floor', 0)",
+    f"INSERT INTO taskfsm_meta (key, value) VALUES ('schema_version', {SCHEMA_VERSION})",
+)
+
+_ROW = "SELECT id, status, version, due_at FROM taskfsm_tasks"
+_RECORD = (
+    "SELECT seq, task_id, event, from_phase, to_phase, status, event_id, args FROM taskfsm_history"
+)
+_HISTORY_COLUMNS = "(seq, task_id, event, from_phase, to_phase, status, event_id, args)"
+_LIST = {
+    (False, False): "SELECT id, status FROM taskfsm_tasks ORDER BY id LIMIT %s",
+    (False, True): "SELECT id, status FROM taskfsm_tasks WHERE id > %s ORDER BY id LIMIT %s",
+    (True, False): "SELECT id, status FROM taskfsm_tasks WHERE phase = %s ORDER BY id LIMIT %s",
+    (True, True): (
+        "SELECT id, status FROM taskfsm_tasks WHERE phase = %s AND id > %s ORDER BY id LIMIT %s"
+    ),
+}
+
+
+def _import_psycopg() -> Any:
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError as exc:
+        raise TaskFSMError(
+            f"PostgreSQL stores need psycopg 3 and psycopg-pool ({exc}): "
+            "pip install 'taskfsm[postgres]'"
+        ) from None
+    return psycopg, psycopg_pool
+
+
+def setup(display: str) -> SqlSteps[None]:
+    """Create the schema on first open; refuse a newer one. Run in one transaction."""
+    yield Sql("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+    (exists,) = yield Sql("SELECT to_regclass('taskfsm_meta') IS NOT NULL", (), Fetch.ONE)
+    if exists:
+        found = yield Sql(
+            "SELECT value FROM taskfsm_meta WHERE key = 'schema_version'", (), Fetch.ONE
+        )
+        version = None if found is None else found[0]
+        if version != SCHEMA_VERSION:
+            raise IncompatibleSchema(
+                f"PostgreSQL database {display} has taskfsm schema version {version!r};"
+                f" this taskfsm knows version {SCHEMA_VERSION} only (upgrade taskfsm)"
+            )
+        return
+    for statement in _SCHEMA:
+        yield Sql(statement)
+
+
+def _row(found: tuple[Any, ...]) -> Row:
+    return Row(found[0], found[1], found[2], found[3])
+
+
+def _history_params(seq: int | None, e: Any) -> tuple[Any, ...]:
+    head = () if seq is None else (seq,)
+    return (
+        *head,
+        e.task_id,
+        e.event,
+        None if e.from_phase is None else e.from_phase.value,
+        e.status.phase.value,
+        e.status.to_json(),
+        e.event_id,
+        json.dumps(e.args, separators=(",", ":")),
+    )
+
+
+class PostgresSql:
+    """Maps each plan operation to PostgreSQL statements."""
+
+    def __init__(self) -> None:
+        self._compilers: dict[type[Any], Callable[[Any], SqlSteps[Any]]] = {
+            ReadTask: self.read_task,
+            FindEvent: self.find_event,
+            InsertTask: self.insert_task,
+            UpdateTask: self.update_task,
+            AppendHistory: self.append_history,
+            ReadHistory: self.read_history,
+            ListTasks: self.list_tasks,
+            FindDue: self.find_due,
+            FindStale: self.find_stale,
+            DeleteTask: self.delete_task,
+            ReadChanges: self.read_changes,
+            PruneChanges: self.prune_changes,
+        }
+
+    def compile(self, op: Op) -> SqlSteps[Any]:
+        return self._compilers[type(op)](op)
+
+    def read_task(self, op: ReadTask) -> SqlSteps[Row | None]:
+        found = yield Sql(f"{_ROW} WHERE id = %s", (op.task_id,), Fetch.ONE)
+        return None if found is None else _row(found)
+
+    def find_event(self, op: FindEvent) -> SqlSteps[TransitionRecord | None]:
+        found = yield Sql(
+            f"{_RECORD} WHERE task_id = %s AND event_id = %s",
+            (op.task_id, op.event_id),
+            Fetch.ONE,
+        )
+        return None if found is None else record_from_row(*found)
+
+    def insert_task(self, op: InsertTask) -> SqlSteps[bool]:
+        st = op.status
+        count = yield Sql(
+            "INSERT INTO taskfsm_tasks (id, status, phase, due_at, updated_at, version)"
+            " VALUES (%s, %s, %s, %s, %s, 1) ON CONFLICT (id) DO NOTHING",
+            (op.task_id, st.to_json(), st.phase.value, op.due_at, st.updated_at),
+            Fetch.ROWCOUNT,
+        )
+        return bool(count == 1)
+
+    def update_task(self, op: UpdateTask) -> SqlSteps[bool]:
+        st = op.status
+        count = yield Sql(
+            "UPDATE taskfsm_tasks SET status = %s, phase = %s, due_at = %s, updated_at = %s,"
+            " version = version + 1 WHERE id = %s AND version = %s",
+            (st.to_json(), st.phase.value, op.due_at, st.updated_at, op.task_id, op.version),
+            Fetch.ROWCOUNT,
+        )
+        return bool(count == 1)
+
+    def append_history(self, op: AppendHistory) -> SqlSteps[list[int]]:
+        entries = op.entries
+        if len(entries) == 1:
+            # One round trip: take the next seq and insert the record with it.
+            (seq,) = yield Sql(
+                "WITH s AS (UPDATE taskfsm_seq SET seq = seq + 1 RETURNING seq)"
+                f" INSERT INTO taskfsm_history {_HISTORY_COLUMNS}"
+                " SELECT s.seq, %s, %s, %s, %s, %s, %s, %s FROM s RETURNING seq",
+                _history_params(None, entries[0]),
+                Fetch.ONE,
+            )
+            return [seq]
+        (last,) = yield Sql(
+            "UPDATE taskfsm_seq SET seq = seq + %s RETURNING seq", (len(entries),), Fetch.ONE
+        )
+        seqs = list(range(last - len(entries) + 1, last + 1))
+        yield Sql(
+            f"INSERT INTO taskfsm_history {_HISTORY_COLUMNS}"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [_history_params(seq, e) for seq, e in zip(seqs, entries, strict=True)],
+            many=True,
+        )
+        return seqs
+
+    def read_history(self, op: ReadHistory) -> SqlSteps[list[TransitionRecord]]:
+        rows = yield Sql(f"{_RECORD} WHERE task_id = %s ORDER BY seq", (op.task_id,), Fetch.ALL)
+        return [record_from_row(*r) for r in rows]
+
+    def list_tasks(self, op: ListTasks) -> SqlSteps[list[tuple[str, str]]]:
+        params: list[Any] = []
+        if op.phase is not None:
+            params.append(op.phase.value)
+        if op.after is not None:
+            params.append(op.after)
+        params.append(op.limit)
+        rows = yield Sql(_LIST[(op.phase is not None, op.after is not None)], params, Fetch.ALL)
+        return [(r[0], r[1]) for r in rows]
+
+    def find_due(self, op: FindDue) -> SqlSteps[list[Row]]:
+        rows = yield Sql(
+            f"{_ROW} WHERE due_at IS NOT NULL AND due_at <= %s AND phase = %s"
+            " ORDER BY due_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
+            (op.now, TaskPhase.WAITING.value, op.limit),
+            Fetch.ALL,
+        )
+        return [_row(r) for r in rows]
+
+    def find_stale(self, op: FindStale) -> SqlSteps[list[Row]]:
+        rows = yield Sql(
+            f"{_ROW} WHERE phase = 'running' AND updated_at < %s"
+            " ORDER BY updated_at, id FOR UPDATE SKIP LOCKED",
+            (op.cutoff,),
+            Fetch.ALL,
+        )
+        return [_row(r) for r in rows]
+
+    def delete_task(self, op: DeleteTask) -> SqlSteps[bool]:
+        count = yield Sql("DELETE FROM taskfsm_tasks WHERE id = %s", (op.task_id,), Fetch.ROWCOUNT)
+        if count != 1:
+            return False
+        yield Sql("DELETE FROM taskfsm_history WHERE task_id = %s", (op.task_id,))
+        return True
+
+    def read_changes(self, op: ReadChanges) -> SqlSteps[list[TransitionRecord]]:
+        rows = yield Sql(
+            f"{_RECORD} WHERE seq > GREATEST(%s, (SELECT value - 1 FROM taskfsm_meta"
+            " WHERE key = 'feed_floor')) ORDER BY seq LIMIT %s",
+            (op.after, op.limit),
+            Fetch.ALL,
+        )
+        return [record_from_row(*r) for r in rows]
+
+    def prune_changes(self, op: PruneChanges) -> SqlSteps[int]:
+        (floor,) = yield Sql(
+            "SELECT value FROM taskfsm_meta WHERE key = 'feed_floor' FOR UPDATE", (), Fetch.ONE
+        )
+        if op.before <= floor:
+            return 0
+        (count,) = yield Sql(
+            "SELECT count(*) FROM taskfsm_history WHERE seq >= %s AND seq < %s",
+            (floor, op.before),
+            Fetch.ONE,
+        )
+        yield Sql("UPDATE taskfsm_meta SET value = %s WHERE key = 'feed_floor'", (op.before,))
+        return int(count)
+
+
+def _message(exc: BaseException, url: str) -> str:
+    """The error text, without the URL's password should libpq ever echo it."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    try:
+        from urllib.parse import urlsplit
+
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return text.replace(password, "***") if password else text
+
+
+def _run(conn: psycopg.Connection[Any], stmt: Sql) -> Any:
+    if stmt.many:
+        with conn.cursor() as cur:
+            cur.executemany(stmt.query, stmt.params)
+        return None
+    cur = conn.execute(stmt.query, stmt.params)
+    fetch = stmt.fetch
+    if fetch is Fetch.ONE:
+        return cur.fetchone()
+    if fetch is Fetch.ALL:
+        return cur.fetchall()
+    if fetch is Fetch.ROWCOUNT:
+        return cur.rowcount
+    return None
+
+
+async def _arun(conn: psycopg.AsyncConnection[Any], stmt: Sql) -> Any:
+    if stmt.many:
+        async with conn.cursor() as cur:
+            await cur.executemany(stmt.query, stmt.params)
+        return None
+    cur = await conn.execute(stmt.query, stmt.params)
+    fetch = stmt.fetch
+    if fetch is Fetch.ONE:
+        return await cur.fetchone()
+    if fetch is Fetch.ALL:
+        return await cur.fetchall()
+    if fetch is Fetch.ROWCOUNT:
+        return cur.rowcount
+    return None
+
+
+class _Errors:
+    """Maps psycopg's errors to the store's: a lost race -> `Conflict` (rerun the plan),
+    an unreachable server -> `StoreUnavailable` naming it."""
+
+    def __init__(self, url: str) -> None:
+        self.psycopg, self.pool = _import_psycopg()
+        self.url = url
+        self.display = redact(url)
+        errors = self.psycopg.errors
+        self.conflicts: tuple[type[BaseException], ...] = (
+            errors.UniqueViolation,
+            errors.TransactionRollback,  # serialization failure, deadlock
+        )
+
+    def unavailable(self, exc: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"PostgreSQL at {self.display} is unavailable: {_message(exc, self.url)}"
+        )
+
+
+class PostgresBackend:
+    """A PostgreSQL database through a pool of psycopg connections; safe to share
+    between threads.
+
+    Raises:
+        TaskFSMError: psycopg is not installed (names the ``taskfsm[postgres]`` extra).
+        StoreUnavailable: The server cannot be reached (names the host, not the password).
+        IncompatibleSchema: The database holds a newer taskfsm schema.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._errors = _Errors(url)
+        self._sql = PostgresSql()
+        psycopg = self._errors.psycopg
+        try:
+            conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+            with conn, conn.transaction():
+                drive(setup(self._errors.display), partial(_run, conn))
+            self._pool = self._errors.pool.ConnectionPool(
+                url,
+                min_size=1,
+                max_size=POOL_MAX_SIZE,
+                kwargs={"autocommit": True},
+                timeout=CONNECT_TIMEOUT,
+                open=False,
+                name="taskfsm",
+            )
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        except psycopg.OperationalError as exc:
+            raise self._errors.unavailable(exc) from None
+
+    @contextmanager
+    def transaction(self, write: bool) -> Iterator[Execute]:
+        errors = self._errors
+        if self._pool.closed:
+            raise StoreUnavailable(f"PostgreSQL store {errors.display} is closed")
+        try:
+            with self._pool.connection() as conn:
+                if write:
+                    with conn.transaction():
+                        yield partial(self._execute, conn)
+                else:
+                    yield partial(self._execute, conn)
+        except errors.conflicts as exc:
+            raise Conflict(str(exc)) from exc
+        except errors.psycopg.OperationalError as exc:
+            raise errors.unavailable(exc) from exc
+
+    def _execute(self, conn: psycopg.Connection[Any], op: Op) -> Any:
+        return drive(self._sql.compile(op), partial(_run, conn))
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class AsyncPostgresRunner:
+    """Runs plans on psycopg's async connections, from one `AsyncConnectionPool` that
+    all coroutines of the store share.
+
+    Each transaction runs in its own task, shielded from the caller's cancellation: a
+    cancelled caller stops waiting, and the transaction still commits or rolls back
+    as a whole (psycopg is never interrupted halfway through a statement).
+    """
+
+    def __init__(self, url: str) -> None:
+        self._errors = _Errors(url)
+        self._sql = PostgresSql()
+        self._url = url
+        self._pool: Any = None
+        self._inflight: set[asyncio.Task[Any]] = set()
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        errors = self._errors
+        psycopg = errors.psycopg
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+            )
+            async with conn, conn.transaction():
+                await adrive(setup(errors.display), partial(_arun, conn))
+            pool = errors.pool.AsyncConnectionPool(
+                self._url,
+                min_size=1,
+                max_size=POOL_MAX_SIZE,
+                kwargs={"autocommit": True},
+                timeout=CONNECT_TIMEOUT,
+                open=False,
+                name="taskfsm-async",
+            )
+            await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        except psycopg.OperationalError as exc:
+            raise errors.unavailable(exc) from None
+        self._pool = pool
+
+    @asynccontextmanager
+    async def transaction(self, write: bool) -> AsyncIterator[AsyncExecute]:
+        errors = self._errors
+        try:
+            async with self._pool.connection() as conn:
+                if write:
+                    async with conn.transaction():
+                        yield partial(self._execute, conn)
+                else:
+                    yield partial(self._execute, conn)
+        except errors.conflicts as exc:
+            raise Conflict(str(exc)) from exc
+        except errors.psycopg.OperationalError as exc:
+            raise errors.unavailable(exc) from exc
+
+    async def _execute(self, conn: psycopg.AsyncConnection[Any], op: Op) -> Any:
+        return await adrive(self._sql.compile(op), partial(_arun, conn))
+
+    async def run(self, plan: Plan[T]) -> T:
+        task = asyncio.ensure_future(run_async(self, plan))
+        self._inflight.add(task)
+        task.add_done_callback(self._finished)
+        return await asyncio.shield(task)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a cancelled caller no longer awaits it
+
+    async def aclose(self) -> None:
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        if self._pool is not None:
+            await self._pool.close()
