@@ -257,7 +257,7 @@ def test_to_dict_keys(status: TaskStatus) -> None:
     assert set(status.to_dict()) == expected
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     st.fixed_dictionaries({}, optional=dict.fromkeys(WIRE_KEYS, json_values))
     | st.dictionaries(st.sampled_from(WIRE_KEYS) | st.text(max_size=3), json_values)
