@@ -76,9 +76,7 @@ class TaskStatus:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the wire JSON object: camelCase keys, absent fields left out."""
-        from ._wire import unstructure
-
-        return unstructure(self)
+        return _wire.unstructure(self)
 
     @classmethod
     def from_dict(cls, data: object) -> TaskStatus:
@@ -90,15 +88,11 @@ class TaskStatus:
         Raises:
             InvalidStatus: *data* is not an object, or a field is missing or malformed.
         """
-        from ._wire import structure
-
-        return structure(data)
+        return _wire.structure(data)
 
     def to_json(self) -> str:
         """Return the compact wire JSON text."""
-        from ._wire import dumps
-
-        return dumps(self)
+        return _wire.dumps(self)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> TaskStatus:
@@ -107,9 +101,7 @@ class TaskStatus:
         Raises:
             InvalidStatus: The text is not JSON, or not a valid status.
         """
-        from ._wire import loads
-
-        return loads(text)
+        return _wire.loads(text)
 
 
 _new = object.__new__
@@ -146,3 +138,8 @@ def is_valid_progress(value: object) -> bool:
         and not math.isnan(value)
         and 0.0 <= value <= 1.0
     )
+
+
+# Last: _wire imports TaskStatus from here. A module-level reference, not an import in each
+# method: an import statement costs more than the whole conversion.
+from . import _wire  # noqa: E402

@@ -11,7 +11,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from ._errors import InvalidStatus
 from ._phase import TaskPhase
-from ._status import TaskStatus
+from ._status import TaskStatus, trusted_status
 
 # Wire key for each attribute, in the order the API writes them.
 WIRE_KEYS = {
@@ -97,9 +97,13 @@ converter.register_structure_hook(
 )
 
 
+# The generated functions themselves: the converter's dispatch costs more than they do.
+_unstructure_status = converter.get_unstructure_hook(TaskStatus)
+
+
 def unstructure(status: TaskStatus) -> dict[str, Any]:
     """Return the wire dict of *status*."""
-    result: dict[str, Any] = converter.unstructure(status)
+    result: dict[str, Any] = _unstructure_status(status)
     return result
 
 
@@ -108,9 +112,34 @@ def structure(data: object) -> TaskStatus:
     if not isinstance(data, dict):
         raise InvalidStatus(f"a status must be a JSON object, got {type(data).__name__}")
     try:
+        # The converter's own field hooks, in its field order, so the first bad field is
+        # the one reported either way. They validate fully, so the result needs no second
+        # validation by TaskStatus.__init__.
+        phase = _phase(data["phase"], None)
+        updated_at = _updated_at(data["updatedAt"], None)
+        progress = _progress(data.get("progress"), None)
+        error_message = _error_message(data.get("errorMessage"), None)
+        retries = _retries(data.get("retries"), None)
+    except InvalidStatus:
+        raise
+    except Exception:  # a missing key or an unexpected failure: the detailed path names it
+        return _structure_detailed(data)
+    if error_message is not None and type(error_message) is not str:
+        return _structure_detailed(data)  # TaskStatus rejects str subclasses; say so as it does
+    return trusted_status(phase, updated_at, progress, error_message, retries)
+
+
+def _structure_detailed(data: dict[Any, Any]) -> TaskStatus:
+    try:
         return converter.structure(data, TaskStatus)
     except cattrs.ClassValidationError as exc:
-        (first, note), *_ = exc.group_exceptions()[0]
+        with_field, without_field = exc.group_exceptions()
+        if not with_field:  # TaskStatus.__init__ itself refused, e.g. a str subclass
+            first = without_field[0]
+            if isinstance(first, InvalidStatus):
+                raise first from None
+            raise InvalidStatus(f"status is invalid: {first}") from None
+        (first, note), *_ = with_field
         if isinstance(first, InvalidStatus):
             raise first from None
         key = WIRE_KEYS.get(note.name, note.name)
