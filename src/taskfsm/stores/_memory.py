@@ -20,8 +20,10 @@ from .._phase import TaskPhase
 from .._status import TaskStatus
 from ._driver import Execute
 from ._errors import StoreUnavailable
+from ._feed import Waker, WakerListener
 from ._plans import (
     AppendHistory,
+    DeleteCursor,
     DeleteTask,
     FindDue,
     FindEvent,
@@ -31,10 +33,12 @@ from ._plans import (
     Op,
     PruneChanges,
     ReadChanges,
+    ReadCursors,
     ReadHistory,
     ReadTask,
     Row,
     UpdateTask,
+    WriteCursor,
 )
 from ._records import TransitionRecord
 
@@ -62,6 +66,8 @@ class MemoryBackend:
         self._feed_seqs: list[int] = []  # ascending; may hold seqs of deleted tasks
         self._feed_floor = 0
         self._seq = 0
+        self._cursors: dict[str, int] = {}
+        self.waker = Waker()  # wakes change-feed followers after each commit adding changes
         self._undo: list[Callable[[], None]] = []
         self._handlers: dict[type[Any], Callable[[Any], Any]] = {
             ReadTask: self._read_task,
@@ -76,6 +82,9 @@ class MemoryBackend:
             DeleteTask: self._delete_task,
             ReadChanges: self._read_changes,
             PruneChanges: self._prune_changes,
+            ReadCursors: self._read_cursors,
+            WriteCursor: self._write_cursor,
+            DeleteCursor: self._delete_cursor,
         }
 
     @contextmanager
@@ -84,6 +93,7 @@ class MemoryBackend:
             if self._closed:
                 raise StoreUnavailable("memory store is closed")
             self._undo = []
+            seq = self._seq
             try:
                 yield self._execute
             except BaseException:
@@ -92,6 +102,12 @@ class MemoryBackend:
                 raise
             finally:
                 self._undo = []
+            if self._seq != seq:
+                self.waker.notify()
+
+    def listener(self) -> WakerListener:
+        """Start listening for commits that add changes (see `_feed.FeedSource`)."""
+        return WakerListener(self.waker)
 
     def close(self) -> None:
         with self._lock:
@@ -187,6 +203,22 @@ class MemoryBackend:
         stop = bisect.bisect_left(self._feed_seqs, op.before)
         return sum(1 for seq in self._feed_seqs[start:stop] if seq in self._feed)
 
+    def _write_cursor(self, op: WriteCursor) -> None:
+        old = self._cursors.get(op.name)
+        self._cursors[op.name] = op.seq
+        self._undo.append(partial(self._restore_cursor, op.name, old))
+
+    def _delete_cursor(self, op: DeleteCursor) -> bool:
+        old = self._cursors.pop(op.name, None)
+        self._undo.append(partial(self._restore_cursor, op.name, old))
+        return old is not None
+
+    def _restore_cursor(self, name: str, seq: int | None) -> None:
+        if seq is None:
+            self._cursors.pop(name, None)
+        else:
+            self._cursors[name] = seq
+
     # -- reads ---------------------------------------------------------------------------
 
     def _row(self, task_id: str) -> Row:
@@ -228,6 +260,11 @@ class MemoryBackend:
             if self._tasks[task_id].status.updated_at < op.cutoff
         )
         return [self._row(task_id) for _, task_id in stale]
+
+    def _read_cursors(self, op: ReadCursors) -> dict[str, int]:
+        if op.names is None:
+            return dict(self._cursors)
+        return {name: self._cursors[name] for name in op.names if name in self._cursors}
 
     def _read_changes(self, op: ReadChanges) -> list[TransitionRecord]:
         after = max(op.after, self._feed_floor - 1)

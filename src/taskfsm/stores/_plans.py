@@ -93,12 +93,17 @@ class InsertTask:
 
 @attrs.frozen
 class UpdateTask:
-    """Compare-and-set: write if the stored version is still *version* -> written?"""
+    """Compare-and-set: write if the stored version is still *version* -> written?
+
+    *moved* says the phase or the due time changed; when False (progress, heartbeat:
+    the hot path) a backend may skip rewriting the columns its indexes cover.
+    """
 
     task_id: str
     version: int
     status: TaskStatus
     due_at: int | None
+    moved: bool = True
 
 
 @attrs.frozen
@@ -164,6 +169,29 @@ class PruneChanges:
     before: int
 
 
+@attrs.frozen
+class ReadCursors:
+    """-> {consumer name: committed seq} of the named change-feed consumers (all of
+    them when *names* is None)."""
+
+    names: tuple[str, ...] | None
+
+
+@attrs.frozen
+class WriteCursor:
+    """Store *seq* as the committed cursor of consumer *name* (insert or overwrite)."""
+
+    name: str
+    seq: int
+
+
+@attrs.frozen
+class DeleteCursor:
+    """Forget consumer *name*'s cursor -> False if there was none."""
+
+    name: str
+
+
 Op = (
     ReadTask
     | FindEvent
@@ -177,6 +205,9 @@ Op = (
     | DeleteTask
     | ReadChanges
     | PruneChanges
+    | ReadCursors
+    | WriteCursor
+    | DeleteCursor
 )
 
 Steps = Generator[Op, Any, T]
@@ -239,6 +270,12 @@ def check_now(machine: TaskMachine, now: object) -> int:
     return now
 
 
+def check_consumer(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument(f"consumer name must be a non-empty string, got {name!r}")
+    return name
+
+
 def check_timeout(timeout_s: object) -> float:
     if (
         isinstance(timeout_s, bool)
@@ -293,7 +330,8 @@ def _transition(
     current = decode_status(row.task_id, row.raw)
     new = _decide(machine, row.task_id, current, event, kwargs)
     due = _due_at(machine, current, row.due_at, new)
-    written = yield UpdateTask(row.task_id, row.version, new, due)
+    moved = new.phase is not current.phase or due != row.due_at
+    written = yield UpdateTask(row.task_id, row.version, new, due, moved)
     if not written:
         raise Conflict(row.task_id)
     out.append(Entry(row.task_id, event, current.phase, new, event_id, audit_args(kwargs)))
@@ -405,6 +443,35 @@ def prune_changes(before: int) -> Steps[int]:
     return pruned
 
 
+def get_cursor(name: str) -> Steps[int | None]:
+    found: dict[str, int] = yield ReadCursors((name,))
+    return found.get(name)
+
+
+def set_cursor(name: str, seq: int) -> Steps[None]:
+    yield WriteCursor(name, seq)
+
+
+def cursors() -> Steps[dict[str, int]]:
+    found: dict[str, int] = yield ReadCursors(None)
+    return found
+
+
+def delete_cursor(name: str) -> Steps[bool]:
+    deleted: bool = yield DeleteCursor(name)
+    return deleted
+
+
+def prune_consumed(names: tuple[str, ...] | None) -> Steps[int]:
+    """Prune what every named consumer (every registered one when None) has committed;
+    nothing while any of them has no cursor yet."""
+    found: dict[str, int] = yield ReadCursors(names)
+    if not found or (names is not None and len(found) < len(set(names))):
+        return 0
+    pruned: int = yield PruneChanges(min(found.values()) + 1)
+    return pruned
+
+
 # -- checked entry points: the arguments of the public API -> a plan ----------------------
 
 
@@ -469,3 +536,25 @@ class Planner:
     def prune_changes(self, before: int) -> Plan[int]:
         check_count("before", before)
         return Plan(lambda: prune_changes(before), True, "prune changes")
+
+    def get_cursor(self, name: str) -> Plan[int | None]:
+        check_consumer(name)
+        return Plan(lambda: get_cursor(name), False, f"read cursor of consumer {name!r}")
+
+    def set_cursor(self, name: str, seq: int) -> Plan[None]:
+        check_consumer(name)
+        check_count("seq", seq)
+        return Plan(lambda: set_cursor(name, seq), True, f"commit cursor of consumer {name!r}")
+
+    def cursors(self) -> Plan[dict[str, int]]:
+        return Plan(cursors, False, "read consumer cursors")
+
+    def delete_cursor(self, name: str) -> Plan[bool]:
+        check_consumer(name)
+        return Plan(lambda: delete_cursor(name), True, f"delete cursor of consumer {name!r}")
+
+    def prune_consumed(self, names: tuple[str, ...] | None) -> Plan[int]:
+        if names is not None:
+            for name in names:
+                check_consumer(name)
+        return Plan(lambda: prune_consumed(names), True, "prune consumed changes")

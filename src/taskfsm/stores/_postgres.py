@@ -16,7 +16,6 @@ and transactions commit in another order.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
@@ -29,7 +28,9 @@ from ._errors import IncompatibleSchema, StoreUnavailable
 from ._plans import (
     AppendHistory,
     Conflict,
+    DeleteCursor,
     DeleteTask,
+    Entry,
     FindDue,
     FindEvent,
     FindStale,
@@ -39,17 +40,21 @@ from ._plans import (
     Plan,
     PruneChanges,
     ReadChanges,
+    ReadCursors,
     ReadHistory,
     ReadTask,
     Row,
     UpdateTask,
+    WriteCursor,
 )
-from ._records import TransitionRecord, record_from_row
+from ._records import TransitionRecord, args_json, encode_status, record_from_row
 from ._sql import Fetch, Sql, SqlSteps, adrive, drive
 from ._url import redact
 
 if TYPE_CHECKING:
     import psycopg
+
+    from ._pg_feed import AsyncPgListener, PgListener
 
 T = TypeVar("T")
 
@@ -62,6 +67,10 @@ CONNECT_TIMEOUT = 10.0
 # Serialises schema creation between processes opening a fresh database at once.
 _SCHEMA_LOCK = 0x7461736B66736D  # "taskfsm"
 
+#: The NOTIFY channel of the change feed, as an SQL expression: one per schema (channels
+#: are database-wide), hashed to stay within the 63-byte identifier limit.
+FEED_CHANNEL = "'taskfsm_feed_' || md5(current_schema())"
+
 _SCHEMA = (
     "CREATE TABLE taskfsm_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
     # The change-feed counter: one row, updated last in every writing transaction.
@@ -73,6 +82,7 @@ _SCHEMA = (
     # status is the wire JSON; phase, due_at and updated_at copy it for the indexes.
     # due_at is set only while waiting; version is the compare-and-set counter.
     # COLLATE "C": ids sort by code point, as in SQLite and Python, whatever the locale.
+    # fillfactor: room for HOT updates (progress, heartbeat touch no indexed column).
     """CREATE TABLE taskfsm_tasks (
         id TEXT COLLATE "C" PRIMARY KEY,
         status TEXT NOT NULL,
@@ -80,10 +90,9 @@ _SCHEMA = (
         due_at BIGINT,
         updated_at BIGINT NOT NULL,
         version BIGINT NOT NULL
-    )""",
+    ) WITH (fillfactor = 80)""",
     "CREATE INDEX taskfsm_tasks_phase ON taskfsm_tasks (phase, id)",
     "CREATE INDEX taskfsm_tasks_due ON taskfsm_tasks (due_at, id) WHERE due_at IS NOT NULL",
-    "CREATE INDEX taskfsm_tasks_running ON taskfsm_tasks (updated_at, id) WHERE phase = 'running'",
     """CREATE TABLE taskfsm_history (
         seq BIGINT PRIMARY KEY,
         task_id TEXT COLLATE "C" NOT NULL,
@@ -97,6 +106,8 @@ _SCHEMA = (
     "CREATE INDEX taskfsm_history_task ON taskfsm_history (task_id, seq)",
     "CREATE UNIQUE INDEX taskfsm_history_event_id ON taskfsm_history (task_id, event_id)"
     " WHERE event_id IS NOT NULL",
+    # The committed change-feed cursor of each named consumer (see taskfsm.Dispatcher).
+    "CREATE TABLE taskfsm_feed_cursors (name TEXT PRIMARY KEY, seq BIGINT NOT NULL)",
     "INSERT INTO taskfsm_meta (key, value) VALUES ('feed_floor', 0)",
     f"INSERT INTO taskfsm_meta (key, value) VALUES ('schema_version', {SCHEMA_VERSION})",
 )
@@ -151,20 +162,6 @@ def _row(found: tuple[Any, ...]) -> Row:
     return Row(found[0], found[1], found[2], found[3])
 
 
-def _history_params(seq: int | None, e: Any) -> tuple[Any, ...]:
-    head = () if seq is None else (seq,)
-    return (
-        *head,
-        e.task_id,
-        e.event,
-        None if e.from_phase is None else e.from_phase.value,
-        e.status.phase.value,
-        e.status.to_json(),
-        e.event_id,
-        json.dumps(e.args, separators=(",", ":")),
-    )
-
-
 class PostgresSql:
     """Maps each plan operation to PostgreSQL statements."""
 
@@ -182,6 +179,9 @@ class PostgresSql:
             DeleteTask: self.delete_task,
             ReadChanges: self.read_changes,
             PruneChanges: self.prune_changes,
+            ReadCursors: self.read_cursors,
+            WriteCursor: self.write_cursor,
+            DeleteCursor: self.delete_cursor,
         }
 
     def compile(self, op: Op) -> SqlSteps[Any]:
@@ -204,41 +204,69 @@ class PostgresSql:
         count = yield Sql(
             "INSERT INTO taskfsm_tasks (id, status, phase, due_at, updated_at, version)"
             " VALUES (%s, %s, %s, %s, %s, 1) ON CONFLICT (id) DO NOTHING",
-            (op.task_id, st.to_json(), st.phase.value, op.due_at, st.updated_at),
+            (op.task_id, encode_status(st), st.phase.value, op.due_at, st.updated_at),
             Fetch.ROWCOUNT,
         )
         return bool(count == 1)
 
     def update_task(self, op: UpdateTask) -> SqlSteps[bool]:
         st = op.status
-        count = yield Sql(
-            "UPDATE taskfsm_tasks SET status = %s, phase = %s, due_at = %s, updated_at = %s,"
-            " version = version + 1 WHERE id = %s AND version = %s",
-            (st.to_json(), st.phase.value, op.due_at, st.updated_at, op.task_id, op.version),
-            Fetch.ROWCOUNT,
-        )
+        text = encode_status(st)
+        if op.moved:
+            count = yield Sql(
+                "UPDATE taskfsm_tasks SET status = %s, phase = %s, due_at = %s, updated_at = %s,"
+                " version = version + 1 WHERE id = %s AND version = %s",
+                (text, st.phase.value, op.due_at, st.updated_at, op.task_id, op.version),
+                Fetch.ROWCOUNT,
+            )
+        else:
+            # Same phase and due time: leave the indexed columns alone.
+            count = yield Sql(
+                "UPDATE taskfsm_tasks SET status = %s, updated_at = %s, version = version + 1"
+                " WHERE id = %s AND version = %s",
+                (text, st.updated_at, op.task_id, op.version),
+                Fetch.ROWCOUNT,
+            )
         return bool(count == 1)
+
+    def _history_params(self, seq: int | None, e: Entry) -> tuple[Any, ...]:
+        head = () if seq is None else (seq,)
+        return (
+            *head,
+            e.task_id,
+            e.event,
+            None if e.from_phase is None else e.from_phase.value,
+            e.status.phase.value,
+            encode_status(e.status),
+            e.event_id,
+            args_json(e.args),
+        )
 
     def append_history(self, op: AppendHistory) -> SqlSteps[list[int]]:
         entries = op.entries
         if len(entries) == 1:
-            # One round trip: take the next seq and insert the record with it.
+            # One round trip: take the next seq and insert the record with it. pg_notify
+            # inside the transaction: followers are woken on commit, never for a rollback.
             (seq,) = yield Sql(
-                "WITH s AS (UPDATE taskfsm_seq SET seq = seq + 1 RETURNING seq)"
+                "WITH s AS (UPDATE taskfsm_seq SET seq = seq + 1"
+                f" RETURNING seq, pg_notify({FEED_CHANNEL}, seq::text))"
                 f" INSERT INTO taskfsm_history {_HISTORY_COLUMNS}"
                 " SELECT s.seq, %s, %s, %s, %s, %s, %s, %s FROM s RETURNING seq",
-                _history_params(None, entries[0]),
+                self._history_params(None, entries[0]),
                 Fetch.ONE,
             )
             return [seq]
-        (last,) = yield Sql(
-            "UPDATE taskfsm_seq SET seq = seq + %s RETURNING seq", (len(entries),), Fetch.ONE
+        (last, _) = yield Sql(
+            f"UPDATE taskfsm_seq SET seq = seq + %s RETURNING seq, pg_notify({FEED_CHANNEL},"
+            " seq::text)",
+            (len(entries),),
+            Fetch.ONE,
         )
         seqs = list(range(last - len(entries) + 1, last + 1))
         yield Sql(
             f"INSERT INTO taskfsm_history {_HISTORY_COLUMNS}"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            [_history_params(seq, e) for seq, e in zip(seqs, entries, strict=True)],
+            [self._history_params(seq, e) for seq, e in zip(seqs, entries, strict=True)],
             many=True,
         )
         return seqs
@@ -304,6 +332,30 @@ class PostgresSql:
         )
         yield Sql("UPDATE taskfsm_meta SET value = %s WHERE key = 'feed_floor'", (op.before,))
         return int(count)
+
+    def read_cursors(self, op: ReadCursors) -> SqlSteps[dict[str, int]]:
+        if op.names is None:
+            rows = yield Sql("SELECT name, seq FROM taskfsm_feed_cursors", (), Fetch.ALL)
+        else:
+            rows = yield Sql(
+                "SELECT name, seq FROM taskfsm_feed_cursors WHERE name = ANY(%s)",
+                (list(op.names),),
+                Fetch.ALL,
+            )
+        return {name: seq for name, seq in rows}
+
+    def write_cursor(self, op: WriteCursor) -> SqlSteps[None]:
+        yield Sql(
+            "INSERT INTO taskfsm_feed_cursors (name, seq) VALUES (%s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq",
+            (op.name, op.seq),
+        )
+
+    def delete_cursor(self, op: DeleteCursor) -> SqlSteps[bool]:
+        count = yield Sql(
+            "DELETE FROM taskfsm_feed_cursors WHERE name = %s", (op.name,), Fetch.ROWCOUNT
+        )
+        return bool(count == 1)
 
 
 def _message(exc: BaseException, url: str) -> str:
@@ -421,6 +473,12 @@ class PostgresBackend:
     def _execute(self, conn: psycopg.Connection[Any], op: Op) -> Any:
         return drive(self._sql.compile(op), partial(_run, conn))
 
+    def listener(self) -> PgListener:
+        """LISTEN for change-feed commits on a dedicated connection (`_feed.FeedSource`)."""
+        from ._pg_feed import PgListener
+
+        return PgListener(self._errors)
+
     def close(self) -> None:
         self._pool.close()
 
@@ -494,6 +552,12 @@ class AsyncPostgresRunner:
         self._inflight.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved: a cancelled caller no longer awaits it
+
+    async def alistener(self) -> AsyncPgListener:
+        """LISTEN for change-feed commits on a dedicated connection (`_feed.AsyncFeedSource`)."""
+        from ._pg_feed import AsyncPgListener
+
+        return await AsyncPgListener.connect(self._errors)
 
     async def aclose(self) -> None:
         if self._inflight:

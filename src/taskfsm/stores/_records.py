@@ -64,14 +64,54 @@ def audit_args(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# One compact encoder, built once (json.dumps with options builds one per call).
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def args_json(args: Mapping[str, Any]) -> str:
+    """The stored JSON text of a record's *args*."""
+    return _ENCODE(args) if args else "{}"
+
+
+# Wire texts this process wrote or read, with their (immutable) statuses: parsing is a
+# pure function of the text, so the text a store just wrote decodes without re-parsing.
+_DECODED: dict[str, TaskStatus] = {}
+_DECODED_MAX = 4096
+_last_encoded: tuple[TaskStatus | None, str] = (None, "")
+
+
+def _remember(text: str, status: TaskStatus) -> None:
+    if len(_DECODED) >= _DECODED_MAX:
+        _DECODED.clear()
+    _DECODED[text] = status
+
+
+def encode_status(status: TaskStatus) -> str:
+    """The wire JSON text of *status*, as stored; a status row and the history record
+    written with it encode once."""
+    global _last_encoded
+    last = _last_encoded
+    if last[0] is status:
+        return last[1]
+    text = _ENCODE(status.to_dict())  # the same text as status.to_json()
+    _last_encoded = (status, text)
+    _remember(text, status)
+    return text
+
+
 def decode_status(task_id: str, raw: str | TaskStatus) -> TaskStatus:
     """The stored status of *task_id*; raise `InvalidStatus` naming the task if corrupt."""
     if isinstance(raw, TaskStatus):
         return raw
+    known = _DECODED.get(raw)
+    if known is not None:
+        return known
     try:
-        return TaskStatus.from_json(raw)
+        status = TaskStatus.from_json(raw)
     except InvalidStatus as exc:
         raise InvalidStatus(f"stored status of task {task_id!r} is invalid: {exc}") from None
+    _remember(raw, status)
+    return status
 
 
 def record_from_row(
@@ -93,7 +133,7 @@ def record_from_row(
             event=event,
             from_phase=None if from_phase is None else TaskPhase(from_phase),
             to_phase=TaskPhase(to_phase),
-            status=TaskStatus.from_json(status),
+            status=decode_status(task_id, status),
             event_id=event_id,
             args=decoded_args if isinstance(decoded_args, dict) else {},
         )

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Generator, Sequence
-from typing import Any, TypeVar
-
-import attrs
+from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -22,8 +20,7 @@ class Fetch(enum.Enum):
     LASTROWID = "lastrowid"  # SQLite: the rowid of the row just inserted
 
 
-@attrs.frozen
-class Sql:
+class Sql(NamedTuple):
     """One statement with bound parameters (never interpolated values).
 
     Args:

@@ -8,12 +8,11 @@ the file serialise their read-decide-write and never fail a lock upgrade midway.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
+from types import TracebackType
 from typing import Any
 
 from .._phase import TaskPhase
@@ -22,6 +21,7 @@ from ._errors import IncompatibleSchema, StoreUnavailable
 from ._plans import (
     AppendHistory,
     Conflict,
+    DeleteCursor,
     DeleteTask,
     FindDue,
     FindEvent,
@@ -31,12 +31,14 @@ from ._plans import (
     Op,
     PruneChanges,
     ReadChanges,
+    ReadCursors,
     ReadHistory,
     ReadTask,
     Row,
     UpdateTask,
+    WriteCursor,
 )
-from ._records import TransitionRecord, record_from_row
+from ._records import TransitionRecord, args_json, encode_status, record_from_row
 from ._sql import Fetch, Sql, SqlSteps, drive
 
 SCHEMA_VERSION = 1
@@ -58,7 +60,6 @@ _SCHEMA = (
     ) WITHOUT ROWID""",
     "CREATE INDEX taskfsm_tasks_phase ON taskfsm_tasks (phase, id)",
     "CREATE INDEX taskfsm_tasks_due ON taskfsm_tasks (due_at, id) WHERE due_at IS NOT NULL",
-    "CREATE INDEX taskfsm_tasks_running ON taskfsm_tasks (updated_at, id) WHERE phase = 'running'",
     # AUTOINCREMENT: a seq is never reused, even after the newest records are deleted,
     # so a change-feed cursor never skips a record.
     """CREATE TABLE taskfsm_history (
@@ -74,6 +75,11 @@ _SCHEMA = (
     "CREATE INDEX taskfsm_history_task ON taskfsm_history (task_id, seq)",
     "CREATE UNIQUE INDEX taskfsm_history_event_id ON taskfsm_history (task_id, event_id)"
     " WHERE event_id IS NOT NULL",
+    # The committed change-feed cursor of each named consumer (see taskfsm.Dispatcher).
+    """CREATE TABLE taskfsm_feed_cursors (
+        name TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    ) WITHOUT ROWID""",
     "INSERT INTO taskfsm_meta (key, value) VALUES ('feed_floor', 0)",
     f"INSERT INTO taskfsm_meta (key, value) VALUES ('schema_version', {SCHEMA_VERSION})",
 )
@@ -113,6 +119,9 @@ class SqliteSql:
             DeleteTask: self.delete_task,
             ReadChanges: self.read_changes,
             PruneChanges: self.prune_changes,
+            ReadCursors: self.read_cursors,
+            WriteCursor: self.write_cursor,
+            DeleteCursor: self.delete_cursor,
         }
 
     def compile(self, op: Op) -> SqlSteps[Any]:
@@ -133,19 +142,29 @@ class SqliteSql:
         count = yield Sql(
             "INSERT INTO taskfsm_tasks (id, status, phase, due_at, updated_at, version)"
             " VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (id) DO NOTHING",
-            (op.task_id, st.to_json(), st.phase.value, op.due_at, st.updated_at),
+            (op.task_id, encode_status(st), st.phase.value, op.due_at, st.updated_at),
             Fetch.ROWCOUNT,
         )
         return bool(count == 1)
 
     def update_task(self, op: UpdateTask) -> SqlSteps[bool]:
         st = op.status
-        count = yield Sql(
-            "UPDATE taskfsm_tasks SET status = ?, phase = ?, due_at = ?, updated_at = ?,"
-            " version = version + 1 WHERE id = ? AND version = ?",
-            (st.to_json(), st.phase.value, op.due_at, st.updated_at, op.task_id, op.version),
-            Fetch.ROWCOUNT,
-        )
+        text = encode_status(st)
+        if op.moved:
+            count = yield Sql(
+                "UPDATE taskfsm_tasks SET status = ?, phase = ?, due_at = ?, updated_at = ?,"
+                " version = version + 1 WHERE id = ? AND version = ?",
+                (text, st.phase.value, op.due_at, st.updated_at, op.task_id, op.version),
+                Fetch.ROWCOUNT,
+            )
+        else:
+            # Same phase and due time: leave the indexed columns alone.
+            count = yield Sql(
+                "UPDATE taskfsm_tasks SET status = ?, updated_at = ?, version = version + 1"
+                " WHERE id = ? AND version = ?",
+                (text, st.updated_at, op.task_id, op.version),
+                Fetch.ROWCOUNT,
+            )
         return bool(count == 1)
 
     def append_history(self, op: AppendHistory) -> SqlSteps[list[int]]:
@@ -160,9 +179,9 @@ class SqliteSql:
                     e.event,
                     None if e.from_phase is None else e.from_phase.value,
                     e.status.phase.value,
-                    e.status.to_json(),
+                    encode_status(e.status),
                     e.event_id,
-                    _dumps(e.args),
+                    args_json(e.args),
                 ),
                 Fetch.LASTROWID,
             )
@@ -231,9 +250,30 @@ class SqliteSql:
         yield Sql("UPDATE taskfsm_meta SET value = ? WHERE key = 'feed_floor'", (op.before,))
         return int(count)
 
+    def read_cursors(self, op: ReadCursors) -> SqlSteps[dict[str, int]]:
+        if op.names is None:
+            rows = yield Sql("SELECT name, seq FROM taskfsm_feed_cursors", (), Fetch.ALL)
+        else:
+            marks = ", ".join("?" * len(op.names))
+            rows = yield Sql(
+                f"SELECT name, seq FROM taskfsm_feed_cursors WHERE name IN ({marks})",
+                op.names,
+                Fetch.ALL,
+            )
+        return {name: seq for name, seq in rows}
 
-def _dumps(args: dict[str, Any]) -> str:
-    return json.dumps(args, separators=(",", ":"))
+    def write_cursor(self, op: WriteCursor) -> SqlSteps[None]:
+        yield Sql(
+            "INSERT INTO taskfsm_feed_cursors (name, seq) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+            (op.name, op.seq),
+        )
+
+    def delete_cursor(self, op: DeleteCursor) -> SqlSteps[bool]:
+        count = yield Sql(
+            "DELETE FROM taskfsm_feed_cursors WHERE name = ?", (op.name,), Fetch.ROWCOUNT
+        )
+        return bool(count == 1)
 
 
 def _run(conn: sqlite3.Connection, stmt: Sql) -> Any:
@@ -352,27 +392,8 @@ class SqliteBackend:
         if self._gate is not None:
             self._gate.release()
 
-    @contextmanager
-    def transaction(self, write: bool) -> Iterator[Execute]:
-        conn = self._acquire()
-        try:
-            if write:
-                conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield partial(self._execute, conn)
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            if conn.in_transaction:
-                conn.execute("COMMIT")
-        except sqlite3.IntegrityError as exc:
-            # A unique index caught a race the plan did not see: rerun it.
-            raise Conflict(str(exc)) from exc
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
-        finally:
-            self._release(conn)
+    def transaction(self, write: bool) -> _Transaction:
+        return _Transaction(self, write)
 
     def _execute(self, conn: sqlite3.Connection, op: Op) -> Any:
         return drive(self._sql.compile(op), partial(_run, conn))
@@ -383,3 +404,45 @@ class SqliteBackend:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+class _Transaction:
+    """One transaction on a borrowed connection: ``BEGIN IMMEDIATE`` for writes (plain
+    autocommit statements for reads); commit on success, roll back on any exception."""
+
+    __slots__ = ("_backend", "_conn", "_write")
+
+    def __init__(self, backend: SqliteBackend, write: bool) -> None:
+        self._backend = backend
+        self._write = write
+
+    def __enter__(self) -> Execute:
+        backend = self._backend
+        conn = self._conn = backend._acquire()
+        if self._write:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                backend._release(conn)
+                raise backend._unavailable(exc) from exc
+        return partial(backend._execute, conn)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        backend, conn = self._backend, self._conn
+        try:
+            if conn.in_transaction:
+                conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        except sqlite3.Error as err:
+            raise backend._unavailable(err) from err
+        finally:
+            backend._release(conn)
+        if isinstance(exc, sqlite3.IntegrityError):
+            # A unique index caught a race the plan did not see: rerun it.
+            raise Conflict(str(exc)) from exc
+        if isinstance(exc, sqlite3.Error):
+            raise backend._unavailable(exc) from exc

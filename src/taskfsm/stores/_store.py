@@ -4,7 +4,8 @@ arguments and builds a plan (`_plans.Planner`); a driver runs it in one transact
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import threading
+from collections.abc import AsyncGenerator, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
@@ -14,6 +15,18 @@ from .._phase import TaskPhase
 from .._status import TaskStatus
 from ._driver import SyncBackend, run_sync
 from ._errors import StoreUnavailable
+from ._feed import (
+    AsyncFeedSource,
+    AsyncListener,
+    AsyncPollListener,
+    AsyncWakerListener,
+    FeedSource,
+    Listener,
+    PollListener,
+    afollow,
+    check_follow,
+    follow,
+)
 from ._plans import Plan, Planner
 from ._records import TransitionRecord
 
@@ -23,6 +36,10 @@ T = TypeVar("T")
 Listing = list[tuple[str, TaskStatus]]
 Records = list[TransitionRecord]
 Ids = list[str]
+Cursors = dict[str, int]
+
+#: Seconds between reads of a follower nothing wakes (SQLite); elsewhere the safety net.
+POLL_INTERVAL = 1.0
 
 
 class Store:
@@ -155,6 +172,86 @@ class Store:
         histories keep them. Returns how many records left the feed."""
         return self._run(self._plans.prune_changes(before))
 
+    def follow(
+        self,
+        after: int = 0,
+        *,
+        poll_interval: float = POLL_INTERVAL,
+        batch: int = 100,
+        stop: threading.Event | None = None,
+    ) -> Generator[TransitionRecord, None, None]:
+        """Every change with ``seq > after``, in seq order, waiting for new ones.
+
+        Between reads the follower waits: woken by ``LISTEN/NOTIFY`` on PostgreSQL (a
+        dedicated connection, held until the iterator is closed) and by a condition
+        variable in memory, with *poll_interval* as the safety net; SQLite polls every
+        *poll_interval*. A wake-up only triggers ``changes(after=cursor)``, so no signal
+        can carry or lose a change.
+
+        Args:
+            after: The cursor: the seq of the last change already handled.
+            poll_interval: The longest wait between reads, in seconds.
+            batch: Records read per ``changes()`` call.
+            stop: Set it to end the iteration (checked between reads, so within about
+                *poll_interval*); or just stop iterating and ``close()`` the iterator.
+
+        Returns:
+            An iterator; close it (or exhaust it) to release its listener.
+
+        Raises:
+            InvalidArgument: A negative *after*, a non-positive *poll_interval* or *batch*.
+            StoreUnavailable: The database cannot be reached (while iterating).
+        """
+        check_follow(after, poll_interval, batch)
+        return follow(self.changes, self._listener(stop), after, poll_interval, batch, stop)
+
+    def _listener(self, stop: threading.Event | None) -> Callable[[], Listener]:
+        backend = self._backend
+        if isinstance(backend, FeedSource):
+            return backend.listener
+        return lambda: PollListener(stop)
+
+    def get_cursor(self, name: str) -> int | None:
+        """The committed change-feed cursor of consumer *name*, or None if it has none.
+
+        Raises:
+            InvalidArgument: *name* is not a non-empty string.
+        """
+        return self._run(self._plans.get_cursor(name))
+
+    def set_cursor(self, name: str, seq: int) -> None:
+        """Commit *seq* as consumer *name*'s cursor (durably, in this database): the
+        consumer has handled every change up to and including *seq*.
+
+        Raises:
+            InvalidArgument: A bad name, or *seq* is not a non-negative int.
+        """
+        self._run(self._plans.set_cursor(name, seq))
+
+    def cursors(self) -> Cursors:
+        """Every named consumer's committed cursor: ``{name: seq}``."""
+        return self._run(self._plans.cursors())
+
+    def delete_cursor(self, name: str) -> bool:
+        """Forget consumer *name* (so it no longer holds back `prune_consumed`).
+
+        Returns:
+            Whether it had a cursor.
+        """
+        return self._run(self._plans.delete_cursor(name))
+
+    def prune_consumed(self, consumers: tuple[str, ...] | None = None) -> int:
+        """Prune the change feed up to the smallest committed cursor of *consumers*
+        (every consumer with a cursor when None), in one transaction: no named consumer
+        ever misses a change. Prunes nothing while any of them has no cursor, or when no
+        consumer has one.
+
+        Returns:
+            How many records left the feed.
+        """
+        names = None if consumers is None else tuple(consumers)
+        return self._run(self._plans.prune_consumed(names))
+
     def close(self) -> None:
         """Release the store's connections; later calls raise `StoreUnavailable`."""
         self._backend.close()
@@ -200,6 +297,13 @@ class InlineRunner:
 
     async def run(self, plan: Plan[T]) -> T:
         return run_sync(self._backend, plan)
+
+    async def alistener(self) -> AsyncListener:
+        """A listener on the backend's commits (memory: its `Waker`), else polling."""
+        waker = getattr(self._backend, "waker", None)
+        if waker is None:
+            return AsyncPollListener(None)
+        return AsyncWakerListener(waker)
 
     async def aclose(self) -> None:
         self._backend.close()
@@ -323,6 +427,51 @@ class AsyncStore:
     async def prune_changes(self, before: int) -> int:
         """See `Store.prune_changes`."""
         return await self._run(self._plans.prune_changes(before))
+
+    def follow(
+        self,
+        after: int = 0,
+        *,
+        poll_interval: float = POLL_INTERVAL,
+        batch: int = 100,
+        stop: asyncio.Event | None = None,
+    ) -> AsyncGenerator[TransitionRecord, None]:
+        """See `Store.follow`: an async iterator; never blocks the loop. Cancelling the
+        consuming task also ends it; close it with ``aclose()`` (or
+        ``contextlib.aclosing``) when you stop early, to release its listener."""
+        check_follow(after, poll_interval, batch)
+        return afollow(self.changes, self._listener(stop), after, poll_interval, batch, stop)
+
+    def _listener(self, stop: asyncio.Event | None) -> Callable[[], Any]:
+        async def listen() -> AsyncListener:
+            await self.open()
+            runner = self._runner
+            if isinstance(runner, AsyncFeedSource):
+                return await runner.alistener()
+            return AsyncPollListener(stop)
+
+        return listen
+
+    async def get_cursor(self, name: str) -> int | None:
+        """See `Store.get_cursor`."""
+        return await self._run(self._plans.get_cursor(name))
+
+    async def set_cursor(self, name: str, seq: int) -> None:
+        """See `Store.set_cursor`."""
+        await self._run(self._plans.set_cursor(name, seq))
+
+    async def cursors(self) -> Cursors:
+        """See `Store.cursors`."""
+        return await self._run(self._plans.cursors())
+
+    async def delete_cursor(self, name: str) -> bool:
+        """See `Store.delete_cursor`."""
+        return await self._run(self._plans.delete_cursor(name))
+
+    async def prune_consumed(self, consumers: tuple[str, ...] | None = None) -> int:
+        """See `Store.prune_consumed`."""
+        names = None if consumers is None else tuple(consumers)
+        return await self._run(self._plans.prune_consumed(names))
 
     async def close(self) -> None:
         """Wait for in-flight transactions, then release the connections."""
