@@ -8,6 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._dispatch import (
+    TASK_COMPLETED,
+    TASK_FAILED,
+    TASK_UPDATED,
+    AsyncCursorStore,
+    AsyncDispatcher,
+    CursorStore,
+    Dispatcher,
+    DispatchFailed,
+    Notification,
+)
 from ._engine import Clock, Listener, TaskMachine, system_clock
 from ._errors import (
     IllegalTransition,
@@ -33,14 +44,23 @@ from .stores import (
 __all__ = [
     "CAN_RETRY",
     "DEFAULT_LIFECYCLE",
+    "TASK_COMPLETED",
+    "TASK_FAILED",
+    "TASK_UPDATED",
+    "AsyncCursorStore",
+    "AsyncDispatcher",
     "AsyncStore",
     "Clock",
+    "CursorStore",
+    "DispatchFailed",
+    "Dispatcher",
     "Edge",
     "IllegalTransition",
     "InvalidArgument",
     "InvalidStatus",
     "Lifecycle",
     "Listener",
+    "Notification",
     "RetryPolicy",
     "Store",
     "StoreUnavailable",
