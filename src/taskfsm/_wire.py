@@ -25,6 +25,8 @@ WIRE_KEYS = {
 
 def _whole(value: Any, key: str) -> int:
     # The SDKs type updatedAt and retries as float; servers write integers.
+    if type(value) is int and value >= 0:  # the common case, first
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidStatus(f"{key} must be a non-negative integer, got {value!r}")
     if isinstance(value, float):
@@ -36,12 +38,15 @@ def _whole(value: Any, key: str) -> int:
     return int(value)
 
 
+# A dict lookup: calling the enum class costs more than the rest of a conversion.
+_PHASES = {phase.value: phase for phase in TaskPhase}
+
+
 def _phase(value: Any, _: Any) -> TaskPhase:
     if isinstance(value, str):
-        try:
-            return TaskPhase(value)
-        except ValueError:
-            pass
+        phase = _PHASES.get(value)
+        if phase is not None:
+            return phase
     allowed = ", ".join(p.value for p in TaskPhase)
     raise InvalidStatus(f"phase must be one of {allowed}, got {value!r}")
 
@@ -49,6 +54,8 @@ def _phase(value: Any, _: Any) -> TaskPhase:
 def _progress(value: Any, _: Any) -> float | None:
     if value is None:
         return None
+    if type(value) is float and 0.0 <= value <= 1.0:  # NaN fails the comparison
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise InvalidStatus(f"progress must be a number within [0, 1], got {value!r}")
     if not 0.0 <= value <= 1.0:
@@ -63,10 +70,14 @@ def _error_message(value: Any, _: Any) -> str | None:
 
 
 def _updated_at(value: Any, _: Any) -> int:
+    if type(value) is int and value >= 0:
+        return value
     return _whole(value, "updatedAt")
 
 
 def _retries(value: Any, _: Any) -> int:
+    if type(value) is int and value >= 0:
+        return value
     return 0 if value is None else _whole(value, "retries")
 
 
