@@ -87,6 +87,12 @@ class Summary:
         }
 
 
+def _in_memory(url: str) -> bool:
+    # Each process would open its own empty store.
+    url = url.partition("?")[0].lower()
+    return url.startswith("memory:") or url.endswith(":memory:") or url.rstrip("/") == "sqlite:"
+
+
 def _active_ids(store: Store) -> Iterator[str]:
     for phase in _ACTIVE:
         after = None
@@ -358,6 +364,11 @@ def simulate(
     """
     env = ctx.find_object(Env)
     assert env is not None
+    if _in_memory(env.db):
+        raise CliError(
+            f"simulate needs a store its worker processes share, not {env.db}",
+            ExitCode.USAGE,
+        )
     if seed is None:
         seed = secrets.randbelow(2**31)
     if kill_one and workers < 2:
