@@ -256,7 +256,7 @@ def _backend_rows(
                 note=note,
             )
         )
-    tasks = settings.size(4_000, 100)
+    tasks = settings.size(2_000, 100)
     claim_samples: list[float] = []
     for rep in range(repeats):
         with open_store(url) as store:
