@@ -311,8 +311,22 @@ def _print(summary: Summary, db: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--tasks", type=click.IntRange(min=1), default=200, show_default=True, metavar="N")
-@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True, metavar="W")
+@click.option(
+    "--tasks",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    metavar="N",
+    help="Tasks to create, with fresh ids sim-<time>-<hex>-<n>.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    metavar="W",
+    help="Worker processes, each opening the store itself.",
+)
 @click.option(
     "--fail-rate",
     type=click.FloatRange(0, 1),
@@ -360,7 +374,9 @@ def simulate(
     Creates and schedules N fresh tasks; W worker processes claim them, report progress,
     complete or fail them; failed tasks retry on the default policy's schedule (delays
     times X); a reaper fails the task of the worker killed mid-run. Then each history is
-    replayed through a fresh engine. Exits 8 if any invariant broke.
+    replayed through a fresh engine. Exits 8 if any invariant broke. Re-running on the
+    same store is fine (fresh ids); a store with active tasks simulate did not make is
+    refused.
     """
     env = ctx.find_object(Env)
     assert env is not None
