@@ -220,7 +220,7 @@ def _backend_rows(
     settings: Settings, label: str, raw_opener: str, url: str, raw_target: str
 ) -> list[Row]:
     rows: list[Row] = []
-    repeats = 1 if settings.quick else min(settings.repeats, 5)  # each run is ~1 s of I/O
+    repeats = 1 if settings.quick else min(settings.repeats, 3)  # each run is seconds of I/O
     per_worker = 4  # tasks per worker, cycled
     for workers, full_ops, quick_ops in ((1, 2_000, 60), (8, 400, 15)):
         ops = settings.size(full_ops, quick_ops)

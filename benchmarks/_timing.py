@@ -19,6 +19,12 @@ class Settings:
     def size(self, full: int, quick: int) -> int:
         return quick if self.quick else full
 
+    @property
+    def short_repeats(self) -> int:
+        """Runs for groups whose runs take milliseconds: many short turns, so that a
+        burst of load on a shared machine is one sample of many, for every row alike."""
+        return self.repeats if self.quick else self.repeats * 3
+
 
 @dataclass
 class Row:

@@ -92,7 +92,7 @@ def _each(fn: Callable[[Any], Any], items: list[Any]) -> Callable[[], Callable[[
 
 
 def run(settings: Settings) -> list[Row]:
-    statuses = sample(settings.size(20_000, 1_000))
+    statuses = sample(settings.size(5_000, 1_000))
     dicts = [st.to_dict() for st in statuses]
     # The hand-written pair must agree with ours, or the comparison means nothing.
     assert [hand_to_dict(st) for st in statuses] == dicts
@@ -104,7 +104,9 @@ def run(settings: Settings) -> list[Row]:
         (GROUP_IN, "hand-written validating conversion", hand_from_dict, dicts, True),
         (GROUP_IN, "TaskStatus.from_dict", TaskStatus.from_dict, dicts, False),
     ]
-    values = medians_per_op([_each(fn, items) for _, _, fn, items, _ in cases], settings.repeats)
+    values = medians_per_op(
+        [_each(fn, items) for _, _, fn, items, _ in cases], settings.short_repeats
+    )
     return [
         Row(group, name, value, "us", reference=ref, note=note)
         for (group, name, _, _, ref), value in zip(cases, values, strict=True)
