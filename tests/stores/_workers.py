@@ -67,13 +67,16 @@ def claim_all(url: str, limit: int, out: str, barrier: Any) -> None:
     claimed: list[str] = []
     with open_store(url, machine=TaskMachine(policy=policy())) as store:
         barrier.wait()
-        while True:
+        for _ in range(10_000):  # bounded: each batch must take tasks off the queue
             batch = store.claim(limit)
             if not batch:
                 break
             for task_id, st in batch:
-                assert st.phase is TaskPhase.RUNNING, (task_id, st)
+                if st.phase is not TaskPhase.RUNNING:
+                    raise AssertionError(f"claimed {task_id!r} is not running: {st}")
                 claimed.append(task_id)
+        else:
+            raise AssertionError("claim never ran dry")
     Path(out).write_text(json.dumps(claimed))
 
 

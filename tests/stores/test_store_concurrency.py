@@ -91,10 +91,13 @@ def test_threads_claiming_get_each_due_task_once(store_url: str) -> None:
             store.apply(task_id, "schedule")
 
         def drain() -> list[str]:
-            mine = []
-            while batch := store.claim(3):
+            mine: list[str] = []
+            for _ in range(len(ids) + 1):  # bounded: each batch must take tasks off the queue
+                batch = store.claim(3)
+                if not batch:
+                    return mine
                 mine += [t for t, _ in batch]
-            return mine
+            raise AssertionError(f"claim never ran dry: {mine}")
 
         outcomes = race(8, drain)
         assert all(kind == "ok" for kind, _ in outcomes), outcomes
@@ -214,32 +217,34 @@ def test_processes_claiming_get_each_task_exactly_once(store_url: str, tmp_path:
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", DURABLE)
 def test_processes_killed_mid_apply_leave_no_partial_write(store_url: str) -> None:
-    workers, after = 4, 60
+    workers, rounds, after = 4, 3, 40
     task_ids = [f"crash-{i}" for i in range(6)]
     pol = _workers.policy()
     with open_store(store_url, machine=TaskMachine(policy=pol)) as store:
         for task_id in task_ids:
             store.create(task_id)
-    readies = [SPAWN.Event() for _ in range(workers)]
-    procs = [
-        SPAWN.Process(target=_workers.churn, args=(store_url, task_ids, seed, ready, after))
-        for seed, ready in enumerate(readies)
-    ]
-    for p in procs:
-        p.start()
-    for p, ready in zip(procs, readies, strict=True):
-        # The worker keeps applying after it signals, so the kill lands mid-loop.
-        assert ready.wait(JOIN_TIMEOUT), f"worker {p.pid} never reached {after} applies"
-        assert p.pid is not None
-        os.kill(p.pid, signal.SIGKILL)
-    for p in procs:
-        p.join(JOIN_TIMEOUT)
-        assert p.exitcode == -signal.SIGKILL
+    for round_ in range(rounds):  # several kills, each at a random point of an apply loop
+        seeds = range(round_ * workers, (round_ + 1) * workers)
+        readies = [SPAWN.Event() for _ in seeds]
+        procs = [
+            SPAWN.Process(target=_workers.churn, args=(store_url, task_ids, seed, ready, after))
+            for seed, ready in zip(seeds, readies, strict=True)
+        ]
+        for p in procs:
+            p.start()
+        for p, ready in zip(procs, readies, strict=True):
+            # The worker keeps applying after it signals, so the kill lands mid-loop.
+            assert ready.wait(JOIN_TIMEOUT), f"worker {p.pid} never reached {after} applies"
+            assert p.pid is not None
+            os.kill(p.pid, signal.SIGKILL)
+        for p in procs:
+            p.join(JOIN_TIMEOUT)
+            assert p.exitcode == -signal.SIGKILL
     with open_store(store_url, machine=TaskMachine(policy=pol)) as store:
         total = 0
         for task_id in task_ids:
             total += len(_workers.check_history(store, task_id, pol))
-        assert total >= workers * after
+        assert total >= rounds * workers * after
         # The store stays usable: tasks the dead workers left running can be reaped.
         running = {t for t, _ in store.list(phase="running")}
         reaped = store.reap_stale(0, now=store.machine.clock() + 1)

@@ -359,13 +359,15 @@ def test_list_pages_visit_every_task_exactly_once(store: Any) -> None:
         store.create(task_id)
     seen: list[str] = []
     after = None
-    while True:
+    for _ in range(len(ids) + 1):  # bounded: a page that repeats must not loop forever
         page = store.list(limit=5, after=after)
         if not page:
             break
         assert len(page) <= 5
         seen += [t for t, _ in page]
         after = page[-1][0]
+    else:
+        pytest.fail(f"list pages never ended: {seen}")
     assert sorted(seen) == sorted(ids)
     assert len(seen) == len(ids)
 

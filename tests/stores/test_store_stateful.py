@@ -373,10 +373,15 @@ class StoreMachine(RuleBasedStateMachine):
         self.histories()
         seen: list[tuple[str, TaskStatus]] = []
         after = None
-        while page := self.store.list(phase=phase, limit=limit, after=after):
+        for _ in range(len(TASK_IDS) + 1):  # bounded: a repeating page must not loop forever
+            page = self.store.list(phase=phase, limit=limit, after=after)
+            if not page:
+                break
             assert len(page) <= limit
             seen += page
             after = page[-1][0]
+        else:
+            pytest.fail(f"list pages never ended: {seen}")
         expected = sorted(
             (t, v.status) for t, v in self.tasks.items() if phase is None or v.status.phase is phase
         )
