@@ -8,9 +8,11 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+import hypothesis.strategies as hst
 import pytest
+from hypothesis import HealthCheck, given, settings
 
-from conftest import DURABLE, FakeClock
+from conftest import DURABLE, FakeClock, UrlFactory
 from taskfsm import (
     IllegalTransition,
     InvalidArgument,
@@ -370,6 +372,57 @@ def test_list_pages_visit_every_task_exactly_once(store: Any) -> None:
         pytest.fail(f"list pages never ended: {seen}")
     assert sorted(seen) == sorted(ids)
     assert len(seen) == len(ids)
+
+
+task_ids = hst.text(
+    hst.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ids=hst.lists(task_ids, unique=True, max_size=12), limit=hst.integers(1, 4))
+def test_list_orders_any_ids_by_code_point_on_every_backend(
+    new_url: UrlFactory, ids: list[str], limit: int
+) -> None:
+    with open_store(new_url()) as store:
+        for task_id in ids:
+            store.create(task_id)
+        seen: list[str] = []
+        after = None
+        for _ in range(len(ids) + 1):
+            page = store.list(limit=limit, after=after)
+            if not page:
+                break
+            seen += [t for t, _ in page]
+            after = page[-1][0]
+        assert seen == sorted(ids)
+
+
+@pytest.mark.parametrize("task_id", ["a\x00b", "\ud800x", ""])
+def test_an_id_no_backend_can_store_is_refused_alike_everywhere(store: Any, task_id: str) -> None:
+    # The memory store is the reference: an id is refused on every backend or on none,
+    # and the refusal is a taskfsm error, not a driver's.
+    with pytest.raises(InvalidArgument):
+        store.create(task_id)
+    assert store.list() == []
+    assert store.changes() == []
+
+
+@pytest.mark.parametrize("event_id", ["e\x00", "\udfffe"])
+def test_an_event_id_no_backend_can_store_is_refused_alike_everywhere(
+    store: Any, event_id: str
+) -> None:
+    store.create("job")
+    before = snapshot(store, "job")
+    with pytest.raises(InvalidArgument):
+        store.apply("job", "schedule", event_id=event_id)
+    assert snapshot(store, "job") == before
 
 
 # -- claim ---------------------------------------------------------------------------------
