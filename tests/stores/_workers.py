@@ -51,6 +51,13 @@ def fire_events(url: str, deliveries: Sequence[Delivery], out: str, barrier: Any
     with open_store(url, machine=TaskMachine(policy=policy())) as store:
         barrier.wait()
         for task_id, event, kwargs, event_id in deliveries:
+            # Pseudo-events: the queue operations, racing the events of other workers.
+            if event == "claim()":
+                rows.append([None, "claimed", [t for t, _ in store.claim(kwargs["limit"])]])
+                continue
+            if event == "reap_stale()":
+                rows.append([None, "reaped", store.reap_stale(kwargs["timeout_s"])])
+                continue
             try:
                 st = store.apply(task_id, event, event_id=event_id, **kwargs)
             except IllegalTransition as exc:

@@ -110,6 +110,11 @@ def test_threads_claiming_get_each_due_task_once(store_url: str) -> None:
 
 
 def _random_delivery(rnd: random.Random, task_ids: list[str], n: int) -> _workers.Delivery:
+    roll = rnd.random()
+    if roll < 0.08:
+        return ("", "claim()", {"limit": rnd.randint(1, 3)}, None)
+    if roll < 0.10:
+        return ("", "reap_stale()", {"timeout_s": 0.0}, None)
     event = rnd.choices(
         ["schedule", "start", "progress", "heartbeat", "complete", "fail", "cancel", "restart"],
         weights=[3, 5, 5, 2, 2, 6, 1, 4],
@@ -120,7 +125,8 @@ def _random_delivery(rnd: random.Random, task_ids: list[str], n: int) -> _worker
     elif event == "fail":
         kwargs["error"] = rnd.choice([f"err-{n}", KeyError(f"k{n}"), ValueError(f"v{n}")])
         kwargs["retryable"] = rnd.choice([None, True, False])
-    event_id = f"ev-{n}" if rnd.random() < 0.8 else None
+    # Direct starts always carry an id, so a start record without one is a claim.
+    event_id = f"ev-{n}" if event == "start" or rnd.random() < 0.8 else None
     return (rnd.choice(task_ids), event, kwargs, event_id)
 
 
@@ -164,11 +170,17 @@ def test_processes_firing_random_events_leave_legal_histories(
     assert not [r for r in rows if r[1] == "unnamed"], "IllegalTransition without the task id"
     pol = _workers.policy()
     recorded: dict[str, TaskStatus] = {}
+    claim_starts: Counter[str] = Counter()
+    reap_fails: Counter[str] = Counter()
     with open_store(store_url, machine=TaskMachine(policy=pol)) as store:
         for task_id in task_ids:
             for rec in _workers.check_history(store, task_id, pol):
                 if rec.event_id is not None:
                     recorded[rec.event_id] = rec.status
+                elif rec.event == "start":
+                    claim_starts[task_id] += 1
+                elif rec.event == "fail" and str(rec.status.error_message).startswith("timed"):
+                    reap_fails[task_id] += 1
         assert len(store.changes(limit=100_000)) == sum(len(store.history(t)) for t in task_ids)
     accepted = [r for r in rows if r[1] == "ok"]
     assert len(accepted) > len(task_ids) * 3, "too few events were accepted to mean anything"
@@ -180,6 +192,10 @@ def test_processes_firing_random_events_leave_legal_histories(
         assert TaskStatus.from_json(status_json) == recorded[event_id], event_id
     redelivered = Counter(r[0] for r in accepted if r[0] is not None)
     assert any(c > 1 for c in redelivered.values()), "no redelivery was exercised"
+    # Each claim and each reap handed out is exactly one transition in the histories.
+    assert Counter(t for r in rows if r[1] == "claimed" for t in r[2]) == claim_starts
+    assert Counter(t for r in rows if r[1] == "reaped" for t in r[2]) == reap_fails
+    assert claim_starts, "no claim was exercised"
 
 
 @pytest.mark.slow
