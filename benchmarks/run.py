@@ -145,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(GROUPS),
         help=f"comma-separated subset of {', '.join(GROUPS)} (default: all)",
     )
-    parser.add_argument("--repeats", type=int, help="runs per figure (default 7; 3 quick)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        help="runs per figure (default 7, x3 for the short engine and wire runs; 3 quick)",
+    )
     args = parser.parse_args(argv)
     chosen = [g.strip() for g in args.groups.split(",") if g.strip()]
     unknown = sorted(set(chosen) - set(GROUPS))
@@ -182,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         print()
         return 0
     mode = "quick (smoke sizes)" if settings.quick else "full"
-    print(f"taskfsm benchmarks, {mode}; median of {settings.repeats} runs; * = reference row")
+    print(
+        f"taskfsm benchmarks, {mode}; medians of repeated runs (engine and wire "
+        f"{settings.short_repeats}, memory and stores <= 3, replay <= 5); * = reference row"
+    )
     print(f"machine: {machine()}")
     print()
     print(table(rows))
