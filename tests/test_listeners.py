@@ -133,3 +133,14 @@ def test_base_exceptions_are_not_swallowed() -> None:
     fsm = TaskMachine(clock=clock, listeners=[interrupt])
     with pytest.raises(KeyboardInterrupt):
         fsm.schedule(fsm.new())
+
+
+def test_decide_runs_no_listener_and_notify_runs_them_all() -> None:
+    heard: list[tuple[TaskStatus, TaskStatus, str]] = []
+    fsm = TaskMachine(listeners=[lambda *t: heard.append(t)])
+    old = fsm.new()
+    new = fsm.decide(old, "schedule")
+    assert new.phase is TaskPhase.WAITING
+    assert heard == []
+    fsm.notify(old, new, "schedule")
+    assert heard == [(old, new, "schedule")]

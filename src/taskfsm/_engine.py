@@ -188,6 +188,25 @@ class TaskMachine:
             self._notify(status, new, event)
         return new
 
+    def decide(self, status: TaskStatus, event: str, **kwargs: Any) -> TaskStatus:
+        """`apply` without running the listeners: for callers that commit the new status
+        elsewhere (the stores) and call `notify` once it is committed.
+
+        Raises:
+            IllegalTransition: The event is not allowed from the status's phase.
+            InvalidArgument: The event's arguments are missing or invalid.
+        """
+        step = self._steps[status.phase].get(event)
+        if step is None:
+            raise IllegalTransition(event, status.phase, self._allowed[status.phase])
+        return step(status, kwargs)
+
+    def notify(self, old: TaskStatus, new: TaskStatus, event: str) -> None:
+        """Run the listeners for a transition from *old* to *new* by *event*, as `apply`
+        does; a listener that raises is logged and the others still run."""
+        if self._listeners:
+            self._notify(old, new, event)
+
     def schedule(self, status: TaskStatus) -> TaskStatus:
         """pending -> waiting."""
         return self._run(status, "schedule", {})

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from _impl_support import postgres_schema
 
-from taskfsm import InvalidArgument, TaskMachine, TaskPhase, TaskStatus
+from taskfsm import InvalidArgument, TaskMachine, TaskPhase, TaskStatus, system_clock
 from taskfsm.stores import TooManyConflicts, open_store
 from taskfsm.stores._driver import Execute, run_async, run_sync
 from taskfsm.stores._plans import Conflict, Op, Plan, ReadTask, Steps
@@ -103,41 +103,47 @@ async def test_the_async_driver_retries_the_same_way() -> None:
 
 
 class Interloper:
-    """A machine listener that, while the store is deciding, bumps the task's version
+    """A machine clock that, while the store is deciding, bumps the task's version
     through another connection: the store's compare-and-set must then lose."""
 
-    def __init__(self, url: str, task_id: str, times: int) -> None:
+    def __init__(self, url: str, task_id: str) -> None:
         import psycopg
 
         self.conn = psycopg.connect(url, autocommit=True)
         self.task_id = task_id
-        self.times = times
+        self.times = 0
         self.calls = 0
 
-    def __call__(self, old: TaskStatus, new: TaskStatus, event: str) -> None:
-        self.calls += 1
-        if self.calls <= self.times:
-            self.conn.execute(
-                "UPDATE taskfsm_tasks SET version = version + 1 WHERE id = %s", (self.task_id,)
-            )
+    def __call__(self) -> int:
+        if self.times:
+            self.calls += 1
+            if self.calls <= self.times:
+                self.conn.execute(
+                    "UPDATE taskfsm_tasks SET version = version + 1 WHERE id = %s",
+                    (self.task_id,),
+                )
+        return system_clock()
 
 
 @pytest.mark.postgres
 def test_postgres_apply_decides_again_after_losing_its_compare_and_set() -> None:
     with postgres_schema() as url:
-        machine = TaskMachine()
+        interloper = Interloper(url, "a")
+        heard: list[tuple[TaskStatus, TaskStatus, str]] = []
+        machine = TaskMachine(clock=interloper, listeners=[lambda *t: heard.append(t)])
         with open_store(url, machine=machine) as store:
             store.create("a")
             store.apply("a", "schedule")
-            store.apply("a", "start")
-            interloper = Interloper(url, "a", times=2)
-            machine.add_listener(interloper)
+            before = store.apply("a", "start")
+            heard.clear()
+            interloper.times = 2
             try:
                 status = store.apply("a", "progress", value=0.5, event_id="p1")
             finally:
-                machine.remove_listener(interloper)
+                interloper.times = 0
                 interloper.conn.close()
             assert interloper.calls == 3  # decided three times, written once
+            assert heard == [(before, status, "progress")]  # listeners: once, after commit
             assert status.progress == 0.5
             assert store.get("a") == status
             events = [r.event for r in store.history("a")]
@@ -147,18 +153,21 @@ def test_postgres_apply_decides_again_after_losing_its_compare_and_set() -> None
 @pytest.mark.postgres
 def test_postgres_apply_gives_up_after_losing_every_attempt_and_writes_nothing() -> None:
     with postgres_schema() as url:
-        machine = TaskMachine()
+        interloper = Interloper(url, "a")
+        heard: list[tuple[TaskStatus, TaskStatus, str]] = []
+        machine = TaskMachine(clock=interloper, listeners=[lambda *t: heard.append(t)])
         with open_store(url, machine=machine) as store:
             store.create("a")
             store.apply("a", "schedule")
             before = (store.get("a"), store.history("a"))
-            interloper = Interloper(url, "a", times=10_000)
-            machine.add_listener(interloper)
+            heard.clear()
+            interloper.times = 10_000
             try:
                 with pytest.raises(TooManyConflicts, match="apply 'start' to task 'a'"):
                     store.apply("a", "start")
             finally:
-                machine.remove_listener(interloper)
+                interloper.times = 0
                 interloper.conn.close()
+            assert heard == []  # nothing committed, nothing heard
             assert (store.get("a"), store.history("a")) == before
             assert store.get("a").phase is TaskPhase.WAITING

@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 from ._errors import TooManyConflicts
-from ._plans import Conflict, Op, Plan
+from ._plans import AppendHistory, Conflict, Entry, Op, Plan
 
 T = TypeVar("T")
 
@@ -51,17 +51,23 @@ def _gave_up(plan: Plan[Any], attempts: int) -> TooManyConflicts:
 def run_sync(backend: SyncBackend, plan: Plan[T], attempts: int = MAX_ATTEMPTS) -> T:
     """Run *plan* in a transaction of *backend*; on `Conflict` roll back and rerun it."""
     for _ in range(attempts):
+        appended: list[Entry] = []
         try:
             with backend.transaction(plan.write) as execute:
                 steps = plan.start()
                 result: Any = None
                 try:
                     while True:
-                        result = execute(steps.send(result))
+                        op = steps.send(result)
+                        if type(op) is AppendHistory:
+                            appended.extend(op.entries)
+                        result = execute(op)
                 except StopIteration as done:
                     value: T = done.value
         except Conflict:
             continue
+        if appended and plan.committed is not None:
+            plan.committed(appended)
         return value
     raise _gave_up(plan, attempts)
 
@@ -69,16 +75,22 @@ def run_sync(backend: SyncBackend, plan: Plan[T], attempts: int = MAX_ATTEMPTS) 
 async def run_async(backend: AsyncBackend, plan: Plan[T], attempts: int = MAX_ATTEMPTS) -> T:
     """`run_sync` for a backend with async I/O."""
     for _ in range(attempts):
+        appended: list[Entry] = []
         try:
             async with backend.transaction(plan.write) as execute:
                 steps = plan.start()
                 result: Any = None
                 try:
                     while True:
-                        result = await execute(steps.send(result))
+                        op = steps.send(result)
+                        if type(op) is AppendHistory:
+                            appended.extend(op.entries)
+                        result = await execute(op)
                 except StopIteration as done:
                     value: T = done.value
         except Conflict:
             continue
+        if appended and plan.committed is not None:
+            plan.committed(appended)
         return value
     raise _gave_up(plan, attempts)

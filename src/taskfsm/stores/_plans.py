@@ -52,6 +52,8 @@ class Entry:
     status: TaskStatus
     event_id: str | None
     args: dict[str, Any]
+    # The status before the transition, for the engine's listeners (None for create).
+    previous: TaskStatus | None = None
 
     def record(self, seq: int) -> TransitionRecord:
         """This entry as the record stored under *seq*."""
@@ -221,20 +223,35 @@ class Plan(Generic[T]):
         start: Makes the plan's generator.
         write: Does it write? Backends take their write lock up front for it.
         what: What it does, for error messages (e.g. ``apply 'start' to task 'a'``).
+        committed: Called by the driver with the appended entries once the transaction
+            that wrote them has committed (never for a rolled-back attempt).
     """
 
     start: Callable[[], Steps[T]]
     write: bool
     what: str
+    committed: Callable[[list[Entry]], None] | None = None
 
 
 # -- argument checks -------------------------------------------------------------------
 
 
+def check_key(what: str, value: object) -> str:
+    """A task id, event id or consumer name: a non-empty string every backend can store
+    (PostgreSQL text refuses NUL, and no database takes lone surrogates)."""
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
+    if "\x00" in value:
+        raise InvalidArgument(f"{what} must not contain NUL characters, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"{what} must be valid Unicode text, got {value!r}") from None
+    return value
+
+
 def check_task_id(task_id: object) -> str:
-    if not isinstance(task_id, str) or not task_id:
-        raise InvalidArgument(f"task id must be a non-empty string, got {task_id!r}")
-    return task_id
+    return check_key("task id", task_id)
 
 
 def check_count(name: str, value: object) -> int:
@@ -258,8 +275,8 @@ def check_phase(phase: object) -> TaskPhase | None:
 def check_event(event: object, event_id: object) -> None:
     if not isinstance(event, str) or not event:
         raise InvalidArgument(f"event must be a non-empty string, got {event!r}")
-    if event_id is not None and (not isinstance(event_id, str) or not event_id):
-        raise InvalidArgument(f"event_id must be None or a non-empty string, got {event_id!r}")
+    if event_id is not None:
+        check_key("event_id", event_id)
 
 
 def check_now(machine: TaskMachine, now: object) -> int:
@@ -271,9 +288,7 @@ def check_now(machine: TaskMachine, now: object) -> int:
 
 
 def check_consumer(name: object) -> str:
-    if not isinstance(name, str) or not name:
-        raise InvalidArgument(f"consumer name must be a non-empty string, got {name!r}")
-    return name
+    return check_key("consumer name", name)
 
 
 def check_timeout(timeout_s: object) -> float:
@@ -313,7 +328,7 @@ def _decide(
     machine: TaskMachine, task_id: str, status: TaskStatus, event: str, kwargs: dict[str, Any]
 ) -> TaskStatus:
     try:
-        return machine.apply(status, event, **kwargs)
+        return machine.decide(status, event, **kwargs)
     except IllegalTransition as exc:
         raise exc.with_task(task_id) from None
 
@@ -334,7 +349,7 @@ def _transition(
     written = yield UpdateTask(row.task_id, row.version, new, due, moved)
     if not written:
         raise Conflict(row.task_id)
-    out.append(Entry(row.task_id, event, current.phase, new, event_id, audit_args(kwargs)))
+    out.append(Entry(row.task_id, event, current.phase, new, event_id, audit_args(kwargs), current))
     return new
 
 
@@ -482,6 +497,12 @@ class Planner:
     def __init__(self, machine: TaskMachine) -> None:
         self.machine = machine
 
+    def _notify(self, entries: list[Entry]) -> None:
+        # The engine's listeners hear of a transition once, and only once it is committed.
+        for entry in entries:
+            if entry.previous is not None:
+                self.machine.notify(entry.previous, entry.status, entry.event)
+
     def create(self, task_id: str) -> Plan[TaskStatus]:
         check_task_id(task_id)
         return Plan(lambda: create(self.machine, task_id), True, f"create task {task_id!r}")
@@ -499,6 +520,7 @@ class Planner:
             lambda: apply(self.machine, task_id, event, event_id, kwargs),
             True,
             f"apply {event!r} to task {task_id!r}",
+            self._notify,
         )
 
     def history(self, task_id: str) -> Plan[list[TransitionRecord]]:
@@ -510,19 +532,26 @@ class Planner:
     ) -> Plan[list[tuple[str, TaskStatus]]]:
         checked = check_phase(phase)
         check_count("limit", limit)
-        if after is not None and not isinstance(after, str):
-            raise InvalidArgument(f"after must be None or a task id string, got {after!r}")
+        if after is not None:
+            check_key("after", after)
         return Plan(lambda: list_tasks(checked, limit, after), False, "list tasks")
 
     def claim(self, limit: int, now: int | None) -> Plan[list[tuple[str, TaskStatus]]]:
         check_count("limit", limit)
         at = check_now(self.machine, now)
-        return Plan(lambda: claim(self.machine, limit, at), True, f"claim {limit} tasks")
+        return Plan(
+            lambda: claim(self.machine, limit, at), True, f"claim {limit} tasks", self._notify
+        )
 
     def reap_stale(self, timeout_s: float, now: int | None) -> Plan[list[str]]:
         timeout = check_timeout(timeout_s)
         at = check_now(self.machine, now)
-        return Plan(lambda: reap_stale(self.machine, timeout, at), True, "reap stale running tasks")
+        return Plan(
+            lambda: reap_stale(self.machine, timeout, at),
+            True,
+            "reap stale running tasks",
+            self._notify,
+        )
 
     def delete(self, task_id: str) -> Plan[None]:
         check_task_id(task_id)
