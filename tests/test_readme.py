@@ -17,9 +17,7 @@ def _blocks(lang: str) -> list[str]:
 
 
 @pytest.mark.parametrize("code", _blocks("python"), ids=lambda c: c.splitlines()[0][:40])
-def test_python_examples_run(
-    code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_python_examples_run(code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # the examples make tasks.db in the working directory
     exec(compile(code, str(README), "exec"), {})
 
