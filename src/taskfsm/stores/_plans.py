@@ -9,6 +9,7 @@ one transaction, retrying from scratch when the plan raises `Conflict`.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
@@ -16,12 +17,20 @@ from typing import Any, Generic, TypeVar
 import attrs
 
 from .._engine import TaskMachine
-from .._errors import IllegalTransition, InvalidArgument, TaskExists, TaskNotFound
+from .._errors import (
+    IllegalTransition,
+    InvalidArgument,
+    InvalidStatus,
+    TaskExists,
+    TaskNotFound,
+)
 from .._phase import TaskPhase
 from .._status import TaskStatus
 from ._records import TransitionRecord, audit_args, decode_status
 
 T = TypeVar("T")
+
+log = logging.getLogger("taskfsm")
 
 
 class Conflict(Exception):
@@ -353,6 +362,12 @@ def _transition(
     return new
 
 
+def _skip_corrupt(what: str, exc: InvalidStatus, row: Row, corrupt: set[str]) -> None:
+    # One corrupt row must not stop every worker's claim; it is left as it is, loudly.
+    log.error("%s skipped task %r: %s", what, row.task_id, exc)
+    corrupt.add(row.task_id)
+
+
 # -- the plans ---------------------------------------------------------------------------
 
 
@@ -418,12 +433,24 @@ def list_tasks(
 def claim(machine: TaskMachine, limit: int, now: int) -> Steps[list[tuple[str, TaskStatus]]]:
     if limit == 0:
         return []
-    rows: list[Row] = yield FindDue(now, limit)
     claimed: list[tuple[str, TaskStatus]] = []
     entries: list[Entry] = []
-    for row in rows:
-        new = yield from _transition(machine, row, "start", {}, None, entries)
-        claimed.append((row.task_id, new))
+    corrupt: set[str] = set()
+    while len(claimed) < limit:
+        # Corrupt rows stay due; ask for as many more, so they never starve the queue.
+        wanted = limit - len(claimed) + len(corrupt)
+        rows: list[Row] = yield FindDue(now, wanted)
+        for row in rows:
+            if row.task_id in corrupt or len(claimed) == limit:
+                continue
+            try:
+                new = yield from _transition(machine, row, "start", {}, None, entries)
+            except InvalidStatus as exc:
+                _skip_corrupt("claim", exc, row, corrupt)
+                continue
+            claimed.append((row.task_id, new))
+        if len(rows) < wanted:
+            break  # no more due tasks
     if entries:
         yield AppendHistory(tuple(entries))
     return claimed
@@ -433,8 +460,12 @@ def reap_stale(machine: TaskMachine, timeout_s: float, now: int) -> Steps[list[s
     rows: list[Row] = yield FindStale(now - round(timeout_s * 1000))
     kwargs: dict[str, Any] = {"error": f"timed out after {timeout_s}s", "retryable": True}
     entries: list[Entry] = []
+    corrupt: set[str] = set()
     for row in rows:
-        yield from _transition(machine, row, "fail", kwargs, None, entries)
+        try:
+            yield from _transition(machine, row, "fail", kwargs, None, entries)
+        except InvalidStatus as exc:
+            _skip_corrupt("reap_stale", exc, row, corrupt)
     if entries:
         yield AppendHistory(tuple(entries))
     return [entry.task_id for entry in entries]
