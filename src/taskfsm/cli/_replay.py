@@ -121,7 +121,10 @@ def replay_memory(batches: Iterator[list[str]], fsm: TaskMachine, problem: Probl
             for lineno, line in enumerate(batch, lineno + 1):  # noqa: B020  # resumes numbering
                 try:
                     rec = loads(line)
-                    if len(rec) == 2:  # the common {"task", "event"}: no pops, no kwargs
+                    size = len(rec)
+                    # The common shapes, {"task", "event"} and {"task", "event", "value"}:
+                    # no pops, no ** repacking of the arguments.
+                    if size == 2 or (size == 3 and "value" in rec):
                         task = rec["task"]
                         event = rec["event"]
                         st = get(task)
@@ -129,7 +132,10 @@ def replay_memory(batches: Iterator[list[str]], fsm: TaskMachine, problem: Probl
                             if type(task) is not str:
                                 raise _Malformed
                             st = statuses[task] = new()
-                        statuses[task] = apply(st, event)
+                        if size == 2:
+                            statuses[task] = apply(st, event)
+                        else:
+                            statuses[task] = apply(st, event, value=rec["value"])
                         continue
                     task = rec.pop("task")
                     event = rec.pop("event")
