@@ -180,13 +180,7 @@ class TaskMachine:
             IllegalTransition: The event is not allowed from the status's phase.
             InvalidArgument: The event's arguments are missing or invalid.
         """
-        step = self._steps[status.phase].get(event)
-        if step is None:
-            raise IllegalTransition(event, status.phase, self._allowed[status.phase])
-        new = step(status, kwargs)
-        if self._listeners:
-            self._notify(status, new, event)
-        return new
+        return self._run(status, event, kwargs)
 
     def decide(self, status: TaskStatus, event: str, **kwargs: Any) -> TaskStatus:
         """`apply` without running the listeners: for callers that commit the new status
@@ -274,7 +268,7 @@ class TaskMachine:
         return now if now > previous else previous
 
     def _run(self, status: TaskStatus, event: str, kwargs: dict[str, Any]) -> TaskStatus:
-        # `apply` without the **kwargs packing, for the per-event methods.
+        # `decide` then `notify`, without **kwargs packing: the per-event methods' hot path.
         step = self._steps[status.phase].get(event)
         if step is None:
             raise IllegalTransition(event, status.phase, self._allowed[status.phase])
@@ -315,7 +309,7 @@ class TaskMachine:
                     _check_args(event, kwargs)  # ints, float subclasses; raises if invalid
                 current = st.progress
                 if current is not None and value < current:
-                    raise InvalidArgument(f"progress must not decrease: {current} -> {value}")
+                    raise _decreasing(current, value)
                 now = self.clock()
                 previous = st.updated_at
                 return new(
@@ -370,22 +364,28 @@ class TaskMachine:
         self, st: TaskStatus, event: str, branch: _Branch, kwargs: dict[str, Any]
     ) -> TaskStatus:
         progress, error, retries = st.progress, st.error_message, st.retries
-        if event == "start":
-            progress = 0.0
-        elif event == "progress":
+        if event == "progress":
             value = kwargs["value"]
             if progress is not None and value < progress:
-                raise InvalidArgument(f"progress must not decrease: {progress} -> {value}")
+                raise _decreasing(progress, value)
             progress = float(value)
-        elif event == "complete":
-            progress, error = 1.0, None
         elif event == "fail":
             progress, error = None, _error_text(kwargs["error"])
             if branch.counts_retry:
                 retries += 1
-        elif event == "restart":
-            progress, error, retries = None, None, 0
+        else:
+            set_progress, set_error, set_retries = _NO_ARG_EFFECTS.get(event, _KEEP_ALL)
+            if set_progress is not _KEEP:
+                progress = set_progress
+            if set_error is not _KEEP:
+                error = set_error
+            if set_retries is not _KEEP:
+                retries = set_retries
         return trusted_status(branch.dest, self._now(st.updated_at), progress, error, retries)
+
+
+def _decreasing(current: float, value: float) -> InvalidArgument:
+    return InvalidArgument(f"progress must not decrease: {current} -> {value}")
 
 
 def _check_args(event: str, kwargs: dict[str, Any]) -> None:
