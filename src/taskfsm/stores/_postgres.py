@@ -1,5 +1,6 @@
-"""The PostgreSQL backend (psycopg 3): the schema and every SQL statement in one place,
-run by a sync connection pool (`PostgresBackend`) or an async one (`AsyncPostgresRunner`).
+"""The PostgreSQL backend (psycopg 3): the schema, the dialect, seq allocation and NOTIFY
+(the statements shared with SQLite are in `_sqlbase`), run by a sync connection pool
+(`PostgresBackend`) or an async one (`AsyncPostgresRunner`).
 
 Transactions run at READ COMMITTED: a compare-and-set ``UPDATE ... WHERE version = %s``
 waits for a concurrent writer of the row and then sees its committed version, so it
@@ -16,39 +17,17 @@ and transactions commit in another order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import TaskFSMError
-from .._phase import TaskPhase
 from ._driver import AsyncExecute, Execute, run_async
 from ._errors import IncompatibleSchema, StoreUnavailable
-from ._plans import (
-    AppendHistory,
-    Conflict,
-    DeleteCursor,
-    DeleteTask,
-    Entry,
-    FindDue,
-    FindEvent,
-    FindStale,
-    InsertTask,
-    ListTasks,
-    Op,
-    Plan,
-    PruneChanges,
-    ReadChanges,
-    ReadCursors,
-    ReadHistory,
-    ReadTask,
-    Row,
-    UpdateTask,
-    WriteCursor,
-)
-from ._records import TransitionRecord, args_json, encode_status, record_from_row
+from ._plans import AppendHistory, Conflict, Op, Plan
 from ._sql import Fetch, Sql, SqlSteps, adrive, drive
+from ._sqlbase import Dialect, SqlCompiler, history_params
 from ._url import redact
 
 if TYPE_CHECKING:
@@ -112,19 +91,30 @@ _SCHEMA = (
     f"INSERT INTO taskfsm_meta (key, value) VALUES ('schema_version', {SCHEMA_VERSION})",
 )
 
-_ROW = "SELECT id, status, version, due_at FROM taskfsm_tasks"
-_RECORD = (
-    "SELECT seq, task_id, event, from_phase, to_phase, status, event_id, args FROM taskfsm_history"
-)
 _HISTORY_COLUMNS = "(seq, task_id, event, from_phase, to_phase, status, event_id, args)"
-_LIST = {
-    (False, False): "SELECT id, status FROM taskfsm_tasks ORDER BY id LIMIT %s",
-    (False, True): "SELECT id, status FROM taskfsm_tasks WHERE id > %s ORDER BY id LIMIT %s",
-    (True, False): "SELECT id, status FROM taskfsm_tasks WHERE phase = %s ORDER BY id LIMIT %s",
-    (True, True): (
-        "SELECT id, status FROM taskfsm_tasks WHERE phase = %s AND id > %s ORDER BY id LIMIT %s"
-    ),
-}
+
+#: PostgreSQL's SQL: ``%s`` marks, ``GREATEST``, row locks (claim and reap skip the rows
+#: another worker holds), and name lists bound as one array.
+DIALECT = Dialect(
+    mark="%s",
+    greatest="GREATEST",
+    lock_rows=" FOR UPDATE SKIP LOCKED",
+    lock_row=" FOR UPDATE",
+    array_param=True,
+)
+
+_APPEND_ONE = (
+    "WITH s AS (UPDATE taskfsm_seq SET seq = seq + 1"
+    f" RETURNING seq, pg_notify({FEED_CHANNEL}, seq::text))"
+    f" INSERT INTO taskfsm_history {_HISTORY_COLUMNS}"
+    " SELECT s.seq, %s, %s, %s, %s, %s, %s, %s FROM s RETURNING seq"
+)
+_TAKE_SEQS = (
+    f"UPDATE taskfsm_seq SET seq = seq + %s RETURNING seq, pg_notify({FEED_CHANNEL}, seq::text)"
+)
+_APPEND_MANY = (
+    f"INSERT INTO taskfsm_history {_HISTORY_COLUMNS} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+)
 
 
 def _import_psycopg() -> Any:
@@ -158,204 +148,27 @@ def setup(display: str) -> SqlSteps[None]:
         yield Sql(statement)
 
 
-def _row(found: tuple[Any, ...]) -> Row:
-    return Row(found[0], found[1], found[2], found[3])
-
-
-class PostgresSql:
+class PostgresSql(SqlCompiler):
     """Maps each plan operation to PostgreSQL statements."""
 
     def __init__(self) -> None:
-        self._compilers: dict[type[Any], Callable[[Any], SqlSteps[Any]]] = {
-            ReadTask: self.read_task,
-            FindEvent: self.find_event,
-            InsertTask: self.insert_task,
-            UpdateTask: self.update_task,
-            AppendHistory: self.append_history,
-            ReadHistory: self.read_history,
-            ListTasks: self.list_tasks,
-            FindDue: self.find_due,
-            FindStale: self.find_stale,
-            DeleteTask: self.delete_task,
-            ReadChanges: self.read_changes,
-            PruneChanges: self.prune_changes,
-            ReadCursors: self.read_cursors,
-            WriteCursor: self.write_cursor,
-            DeleteCursor: self.delete_cursor,
-        }
-
-    def compile(self, op: Op) -> SqlSteps[Any]:
-        return self._compilers[type(op)](op)
-
-    def read_task(self, op: ReadTask) -> SqlSteps[Row | None]:
-        found = yield Sql(f"{_ROW} WHERE id = %s", (op.task_id,), Fetch.ONE)
-        return None if found is None else _row(found)
-
-    def find_event(self, op: FindEvent) -> SqlSteps[TransitionRecord | None]:
-        found = yield Sql(
-            f"{_RECORD} WHERE task_id = %s AND event_id = %s",
-            (op.task_id, op.event_id),
-            Fetch.ONE,
-        )
-        return None if found is None else record_from_row(*found)
-
-    def insert_task(self, op: InsertTask) -> SqlSteps[bool]:
-        st = op.status
-        count = yield Sql(
-            "INSERT INTO taskfsm_tasks (id, status, phase, due_at, updated_at, version)"
-            " VALUES (%s, %s, %s, %s, %s, 1) ON CONFLICT (id) DO NOTHING",
-            (op.task_id, encode_status(st), st.phase.value, op.due_at, st.updated_at),
-            Fetch.ROWCOUNT,
-        )
-        return bool(count == 1)
-
-    def update_task(self, op: UpdateTask) -> SqlSteps[bool]:
-        st = op.status
-        text = encode_status(st)
-        if op.moved:
-            count = yield Sql(
-                "UPDATE taskfsm_tasks SET status = %s, phase = %s, due_at = %s, updated_at = %s,"
-                " version = version + 1 WHERE id = %s AND version = %s",
-                (text, st.phase.value, op.due_at, st.updated_at, op.task_id, op.version),
-                Fetch.ROWCOUNT,
-            )
-        else:
-            # Same phase and due time: leave the indexed columns alone.
-            count = yield Sql(
-                "UPDATE taskfsm_tasks SET status = %s, updated_at = %s, version = version + 1"
-                " WHERE id = %s AND version = %s",
-                (text, st.updated_at, op.task_id, op.version),
-                Fetch.ROWCOUNT,
-            )
-        return bool(count == 1)
-
-    def _history_params(self, seq: int | None, e: Entry) -> tuple[Any, ...]:
-        head = () if seq is None else (seq,)
-        return (
-            *head,
-            e.task_id,
-            e.event,
-            None if e.from_phase is None else e.from_phase.value,
-            e.status.phase.value,
-            encode_status(e.status),
-            e.event_id,
-            args_json(e.args),
-        )
+        super().__init__(DIALECT)
 
     def append_history(self, op: AppendHistory) -> SqlSteps[list[int]]:
         entries = op.entries
         if len(entries) == 1:
             # One round trip: take the next seq and insert the record with it. pg_notify
             # inside the transaction: followers are woken on commit, never for a rollback.
-            (seq,) = yield Sql(
-                "WITH s AS (UPDATE taskfsm_seq SET seq = seq + 1"
-                f" RETURNING seq, pg_notify({FEED_CHANNEL}, seq::text))"
-                f" INSERT INTO taskfsm_history {_HISTORY_COLUMNS}"
-                " SELECT s.seq, %s, %s, %s, %s, %s, %s, %s FROM s RETURNING seq",
-                self._history_params(None, entries[0]),
-                Fetch.ONE,
-            )
+            (seq,) = yield Sql(_APPEND_ONE, history_params(entries[0]), Fetch.ONE)
             return [seq]
-        (last, _) = yield Sql(
-            f"UPDATE taskfsm_seq SET seq = seq + %s RETURNING seq, pg_notify({FEED_CHANNEL},"
-            " seq::text)",
-            (len(entries),),
-            Fetch.ONE,
-        )
+        (last, _) = yield Sql(_TAKE_SEQS, (len(entries),), Fetch.ONE)
         seqs = list(range(last - len(entries) + 1, last + 1))
         yield Sql(
-            f"INSERT INTO taskfsm_history {_HISTORY_COLUMNS}"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            [self._history_params(seq, e) for seq, e in zip(seqs, entries, strict=True)],
+            _APPEND_MANY,
+            [(seq, *history_params(e)) for seq, e in zip(seqs, entries, strict=True)],
             many=True,
         )
         return seqs
-
-    def read_history(self, op: ReadHistory) -> SqlSteps[list[TransitionRecord]]:
-        rows = yield Sql(f"{_RECORD} WHERE task_id = %s ORDER BY seq", (op.task_id,), Fetch.ALL)
-        return [record_from_row(*r) for r in rows]
-
-    def list_tasks(self, op: ListTasks) -> SqlSteps[list[tuple[str, str]]]:
-        params: list[Any] = []
-        if op.phase is not None:
-            params.append(op.phase.value)
-        if op.after is not None:
-            params.append(op.after)
-        params.append(op.limit)
-        rows = yield Sql(_LIST[(op.phase is not None, op.after is not None)], params, Fetch.ALL)
-        return [(r[0], r[1]) for r in rows]
-
-    def find_due(self, op: FindDue) -> SqlSteps[list[Row]]:
-        rows = yield Sql(
-            f"{_ROW} WHERE due_at IS NOT NULL AND due_at <= %s AND phase = %s"
-            " ORDER BY due_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
-            (op.now, TaskPhase.WAITING.value, op.limit),
-            Fetch.ALL,
-        )
-        return [_row(r) for r in rows]
-
-    def find_stale(self, op: FindStale) -> SqlSteps[list[Row]]:
-        rows = yield Sql(
-            f"{_ROW} WHERE phase = 'running' AND updated_at < %s"
-            " ORDER BY updated_at, id FOR UPDATE SKIP LOCKED",
-            (op.cutoff,),
-            Fetch.ALL,
-        )
-        return [_row(r) for r in rows]
-
-    def delete_task(self, op: DeleteTask) -> SqlSteps[bool]:
-        count = yield Sql("DELETE FROM taskfsm_tasks WHERE id = %s", (op.task_id,), Fetch.ROWCOUNT)
-        if count != 1:
-            return False
-        yield Sql("DELETE FROM taskfsm_history WHERE task_id = %s", (op.task_id,))
-        return True
-
-    def read_changes(self, op: ReadChanges) -> SqlSteps[list[TransitionRecord]]:
-        rows = yield Sql(
-            f"{_RECORD} WHERE seq > GREATEST(%s, (SELECT value - 1 FROM taskfsm_meta"
-            " WHERE key = 'feed_floor')) ORDER BY seq LIMIT %s",
-            (op.after, op.limit),
-            Fetch.ALL,
-        )
-        return [record_from_row(*r) for r in rows]
-
-    def prune_changes(self, op: PruneChanges) -> SqlSteps[int]:
-        (floor,) = yield Sql(
-            "SELECT value FROM taskfsm_meta WHERE key = 'feed_floor' FOR UPDATE", (), Fetch.ONE
-        )
-        if op.before <= floor:
-            return 0
-        (count,) = yield Sql(
-            "SELECT count(*) FROM taskfsm_history WHERE seq >= %s AND seq < %s",
-            (floor, op.before),
-            Fetch.ONE,
-        )
-        yield Sql("UPDATE taskfsm_meta SET value = %s WHERE key = 'feed_floor'", (op.before,))
-        return int(count)
-
-    def read_cursors(self, op: ReadCursors) -> SqlSteps[dict[str, int]]:
-        if op.names is None:
-            rows = yield Sql("SELECT name, seq FROM taskfsm_feed_cursors", (), Fetch.ALL)
-        else:
-            rows = yield Sql(
-                "SELECT name, seq FROM taskfsm_feed_cursors WHERE name = ANY(%s)",
-                (list(op.names),),
-                Fetch.ALL,
-            )
-        return {name: seq for name, seq in rows}
-
-    def write_cursor(self, op: WriteCursor) -> SqlSteps[None]:
-        yield Sql(
-            "INSERT INTO taskfsm_feed_cursors (name, seq) VALUES (%s, %s)"
-            " ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq",
-            (op.name, op.seq),
-        )
-
-    def delete_cursor(self, op: DeleteCursor) -> SqlSteps[bool]:
-        count = yield Sql(
-            "DELETE FROM taskfsm_feed_cursors WHERE name = %s", (op.name,), Fetch.ROWCOUNT
-        )
-        return bool(count == 1)
 
 
 def _message(exc: BaseException, url: str) -> str:

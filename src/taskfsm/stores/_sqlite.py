@@ -1,4 +1,5 @@
-"""The SQLite backend (stdlib ``sqlite3``): the schema and every SQL statement in one place.
+"""The SQLite backend (stdlib ``sqlite3``): the schema, the dialect and the connections
+(the statements shared with PostgreSQL are in `_sqlbase`).
 
 WAL journal with ``synchronous=NORMAL``: a commit is atomic and consistent, and survives
 a crash of the process; a power loss may lose the last transactions (not corrupt the
@@ -10,36 +11,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable
 from functools import partial
 from types import TracebackType
 from typing import Any
 
-from .._phase import TaskPhase
 from ._driver import Execute
 from ._errors import IncompatibleSchema, StoreUnavailable
-from ._plans import (
-    AppendHistory,
-    Conflict,
-    DeleteCursor,
-    DeleteTask,
-    FindDue,
-    FindEvent,
-    FindStale,
-    InsertTask,
-    ListTasks,
-    Op,
-    PruneChanges,
-    ReadChanges,
-    ReadCursors,
-    ReadHistory,
-    ReadTask,
-    Row,
-    UpdateTask,
-    WriteCursor,
-)
-from ._records import TransitionRecord, args_json, encode_status, record_from_row
+from ._plans import AppendHistory, Conflict, Op
 from ._sql import Fetch, Sql, SqlSteps, drive
+from ._sqlbase import Dialect, SqlCompiler, history_params
 
 SCHEMA_VERSION = 1
 
@@ -84,196 +64,29 @@ _SCHEMA = (
     f"INSERT INTO taskfsm_meta (key, value) VALUES ('schema_version', {SCHEMA_VERSION})",
 )
 
-_ROW = "SELECT id, status, version, due_at FROM taskfsm_tasks"
-_RECORD = (
-    "SELECT seq, task_id, event, from_phase, to_phase, status, event_id, args FROM taskfsm_history"
+#: SQLite's SQL: ``?`` marks, ``max()``, and no row locks (a write transaction holds
+#: the whole database's write lock from its ``BEGIN IMMEDIATE``).
+DIALECT = Dialect(mark="?", greatest="max")
+
+_APPEND = (
+    "INSERT INTO taskfsm_history (task_id, event, from_phase, to_phase, status, event_id, args)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-_LIST = {
-    (False, False): "SELECT id, status FROM taskfsm_tasks ORDER BY id LIMIT ?",
-    (False, True): "SELECT id, status FROM taskfsm_tasks WHERE id > ? ORDER BY id LIMIT ?",
-    (True, False): "SELECT id, status FROM taskfsm_tasks WHERE phase = ? ORDER BY id LIMIT ?",
-    (True, True): (
-        "SELECT id, status FROM taskfsm_tasks WHERE phase = ? AND id > ? ORDER BY id LIMIT ?"
-    ),
-}
 
 
-def _row(found: tuple[Any, ...]) -> Row:
-    return Row(found[0], found[1], found[2], found[3])
-
-
-class SqliteSql:
+class SqliteSql(SqlCompiler):
     """Maps each plan operation to SQLite statements."""
 
     def __init__(self) -> None:
-        self._compilers: dict[type[Any], Callable[[Any], SqlSteps[Any]]] = {
-            ReadTask: self.read_task,
-            FindEvent: self.find_event,
-            InsertTask: self.insert_task,
-            UpdateTask: self.update_task,
-            AppendHistory: self.append_history,
-            ReadHistory: self.read_history,
-            ListTasks: self.list_tasks,
-            FindDue: self.find_due,
-            FindStale: self.find_stale,
-            DeleteTask: self.delete_task,
-            ReadChanges: self.read_changes,
-            PruneChanges: self.prune_changes,
-            ReadCursors: self.read_cursors,
-            WriteCursor: self.write_cursor,
-            DeleteCursor: self.delete_cursor,
-        }
-
-    def compile(self, op: Op) -> SqlSteps[Any]:
-        return self._compilers[type(op)](op)
-
-    def read_task(self, op: ReadTask) -> SqlSteps[Row | None]:
-        found = yield Sql(f"{_ROW} WHERE id = ?", (op.task_id,), Fetch.ONE)
-        return None if found is None else _row(found)
-
-    def find_event(self, op: FindEvent) -> SqlSteps[TransitionRecord | None]:
-        found = yield Sql(
-            f"{_RECORD} WHERE task_id = ? AND event_id = ?", (op.task_id, op.event_id), Fetch.ONE
-        )
-        return None if found is None else record_from_row(*found)
-
-    def insert_task(self, op: InsertTask) -> SqlSteps[bool]:
-        st = op.status
-        count = yield Sql(
-            "INSERT INTO taskfsm_tasks (id, status, phase, due_at, updated_at, version)"
-            " VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (id) DO NOTHING",
-            (op.task_id, encode_status(st), st.phase.value, op.due_at, st.updated_at),
-            Fetch.ROWCOUNT,
-        )
-        return bool(count == 1)
-
-    def update_task(self, op: UpdateTask) -> SqlSteps[bool]:
-        st = op.status
-        text = encode_status(st)
-        if op.moved:
-            count = yield Sql(
-                "UPDATE taskfsm_tasks SET status = ?, phase = ?, due_at = ?, updated_at = ?,"
-                " version = version + 1 WHERE id = ? AND version = ?",
-                (text, st.phase.value, op.due_at, st.updated_at, op.task_id, op.version),
-                Fetch.ROWCOUNT,
-            )
-        else:
-            # Same phase and due time: leave the indexed columns alone.
-            count = yield Sql(
-                "UPDATE taskfsm_tasks SET status = ?, updated_at = ?, version = version + 1"
-                " WHERE id = ? AND version = ?",
-                (text, st.updated_at, op.task_id, op.version),
-                Fetch.ROWCOUNT,
-            )
-        return bool(count == 1)
+        super().__init__(DIALECT)
 
     def append_history(self, op: AppendHistory) -> SqlSteps[list[int]]:
+        # AUTOINCREMENT hands out the seqs, in commit order under the write lock.
         seqs = []
         for e in op.entries:
-            seq = yield Sql(
-                "INSERT INTO taskfsm_history"
-                " (task_id, event, from_phase, to_phase, status, event_id, args)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    e.task_id,
-                    e.event,
-                    None if e.from_phase is None else e.from_phase.value,
-                    e.status.phase.value,
-                    encode_status(e.status),
-                    e.event_id,
-                    args_json(e.args),
-                ),
-                Fetch.LASTROWID,
-            )
+            seq = yield Sql(_APPEND, history_params(e), Fetch.LASTROWID)
             seqs.append(seq)
         return seqs
-
-    def read_history(self, op: ReadHistory) -> SqlSteps[list[TransitionRecord]]:
-        rows = yield Sql(f"{_RECORD} WHERE task_id = ? ORDER BY seq", (op.task_id,), Fetch.ALL)
-        return [record_from_row(*r) for r in rows]
-
-    def list_tasks(self, op: ListTasks) -> SqlSteps[list[tuple[str, str]]]:
-        params: list[Any] = []
-        if op.phase is not None:
-            params.append(op.phase.value)
-        if op.after is not None:
-            params.append(op.after)
-        params.append(op.limit)
-        query = _LIST[(op.phase is not None, op.after is not None)]
-        rows = yield Sql(query, params, Fetch.ALL)
-        return [(r[0], r[1]) for r in rows]
-
-    def find_due(self, op: FindDue) -> SqlSteps[list[Row]]:
-        rows = yield Sql(
-            f"{_ROW} WHERE due_at IS NOT NULL AND due_at <= ? AND phase = ?"
-            " ORDER BY due_at, id LIMIT ?",
-            (op.now, TaskPhase.WAITING.value, op.limit),
-            Fetch.ALL,
-        )
-        return [_row(r) for r in rows]
-
-    def find_stale(self, op: FindStale) -> SqlSteps[list[Row]]:
-        rows = yield Sql(
-            f"{_ROW} WHERE phase = 'running' AND updated_at < ? ORDER BY updated_at, id",
-            (op.cutoff,),
-            Fetch.ALL,
-        )
-        return [_row(r) for r in rows]
-
-    def delete_task(self, op: DeleteTask) -> SqlSteps[bool]:
-        count = yield Sql("DELETE FROM taskfsm_tasks WHERE id = ?", (op.task_id,), Fetch.ROWCOUNT)
-        if count != 1:
-            return False
-        yield Sql("DELETE FROM taskfsm_history WHERE task_id = ?", (op.task_id,))
-        return True
-
-    def read_changes(self, op: ReadChanges) -> SqlSteps[list[TransitionRecord]]:
-        rows = yield Sql(
-            f"{_RECORD} WHERE seq > max(?, (SELECT value - 1 FROM taskfsm_meta"
-            " WHERE key = 'feed_floor')) ORDER BY seq LIMIT ?",
-            (op.after, op.limit),
-            Fetch.ALL,
-        )
-        return [record_from_row(*r) for r in rows]
-
-    def prune_changes(self, op: PruneChanges) -> SqlSteps[int]:
-        (floor,) = yield Sql(
-            "SELECT value FROM taskfsm_meta WHERE key = 'feed_floor'", (), Fetch.ONE
-        )
-        if op.before <= floor:
-            return 0
-        (count,) = yield Sql(
-            "SELECT count(*) FROM taskfsm_history WHERE seq >= ? AND seq < ?",
-            (floor, op.before),
-            Fetch.ONE,
-        )
-        yield Sql("UPDATE taskfsm_meta SET value = ? WHERE key = 'feed_floor'", (op.before,))
-        return int(count)
-
-    def read_cursors(self, op: ReadCursors) -> SqlSteps[dict[str, int]]:
-        if op.names is None:
-            rows = yield Sql("SELECT name, seq FROM taskfsm_feed_cursors", (), Fetch.ALL)
-        else:
-            marks = ", ".join("?" * len(op.names))
-            rows = yield Sql(
-                f"SELECT name, seq FROM taskfsm_feed_cursors WHERE name IN ({marks})",
-                op.names,
-                Fetch.ALL,
-            )
-        return {name: seq for name, seq in rows}
-
-    def write_cursor(self, op: WriteCursor) -> SqlSteps[None]:
-        yield Sql(
-            "INSERT INTO taskfsm_feed_cursors (name, seq) VALUES (?, ?)"
-            " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
-            (op.name, op.seq),
-        )
-
-    def delete_cursor(self, op: DeleteCursor) -> SqlSteps[bool]:
-        count = yield Sql(
-            "DELETE FROM taskfsm_feed_cursors WHERE name = ?", (op.name,), Fetch.ROWCOUNT
-        )
-        return bool(count == 1)
 
 
 def _run(conn: sqlite3.Connection, stmt: Sql) -> Any:
