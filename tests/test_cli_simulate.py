@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from pg_support import postgres_schema
 from taskfsm import RetryPolicy, TaskMachine, TaskPhase, TaskStatus
 from taskfsm.cli import ExitCode, cli
 from taskfsm.cli._simulate import check_history
@@ -91,17 +91,9 @@ def test_one_worker_runs_without_a_kill_and_says_so(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def postgres_db(postgres_url: str) -> Iterator[str]:
-    import psycopg
-
-    schema = f"cli_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in postgres_url else "?"
-    yield f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute("SET lock_timeout = '10s'")
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+def postgres_db() -> Iterator[str]:
+    with postgres_schema("cli") as url:
+        yield url
 
 
 @pytest.mark.slow

@@ -1,41 +1,23 @@
-"""Helpers of the store implementation tests (test_impl_*.py): fresh PostgreSQL schemas."""
+"""Helpers of the store implementation tests (test_impl_*.py): one fresh store per test."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-import pytest
+from pg_support import postgres_base, postgres_schema
 
-POSTGRES_URL_ENV = "TASKFSM_TEST_POSTGRES_URL"
-
-
-def postgres_base() -> str:
-    """The test server's URL; skip (or fail under CI=true) when it is not configured."""
-    url = os.environ.get(POSTGRES_URL_ENV, "").strip()
-    if url:
-        return url
-    reason = f"{POSTGRES_URL_ENV} is not set: no PostgreSQL server to test against"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true, so PostgreSQL tests must run)")
-    pytest.skip(reason)
+__all__ = ["fresh_url", "postgres_base", "postgres_schema"]
 
 
 @contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A URL whose search_path is a fresh schema, dropped afterwards."""
-    import psycopg
-
-    base = postgres_base()
-    schema = f"impl_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute("SET lock_timeout = '10s'")
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+def fresh_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh, empty store of *backend* (memory, sqlite or postgresql)."""
+    if backend == "memory":
+        yield "memory://"
+    elif backend == "sqlite":
+        yield f"sqlite:///{tmp_path}/tasks.db"
+    else:
+        with postgres_schema("impl") as url:
+            yield url

@@ -8,11 +8,13 @@ durability or several processes parametrise ``backend`` over `DURABLE` instead.
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+
+from pg_support import postgres_schema
 
 # Process workers live in _workers.py; put its folder on sys.path so the test modules and
 # "spawn" children (which inherit the parent's sys.path) import it by the same name.
@@ -49,13 +51,8 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def _with_search_path(base: str, schema: str) -> str:
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options=-csearch_path%3D{schema}"
-
-
 @pytest.fixture
-def new_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[UrlFactory]:
+def new_url(backend: str, tmp_path: Path) -> Iterator[UrlFactory]:
     """A factory of URLs of fresh, empty stores of *backend* (a new SQLite file, a new
     PostgreSQL schema, or memory:// which is empty on every open)."""
     if backend == "memory":
@@ -65,24 +62,8 @@ def new_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Ite
         counter = iter(range(1_000_000))
         yield lambda: f"sqlite:///{tmp_path}/tasks-{next(counter)}.db"
         return
-    import psycopg
-
-    base: str = request.getfixturevalue("postgres_url")
-    schemas: list[str] = []
-
-    def make() -> str:
-        schema = f"t_{uuid.uuid4().hex[:16]}"
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        schemas.append(schema)
-        return _with_search_path(base, schema)
-
-    yield make
-    with psycopg.connect(base, autocommit=True) as conn:
-        # A test that failed may leave a connection open; do not hang its teardown on locks.
-        conn.execute("SET lock_timeout = '10s'")
-        for schema in schemas:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with ExitStack() as schemas:
+        yield lambda: schemas.enter_context(postgres_schema())
 
 
 @pytest.fixture

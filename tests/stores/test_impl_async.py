@@ -4,29 +4,16 @@ share a small connection pool; a closed store refuses work."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from _impl_support import postgres_schema
+from _impl_support import fresh_url, postgres_schema
 
 from taskfsm import IllegalTransition, TaskPhase
 from taskfsm.stores import StoreUnavailable, open_async_store, open_store
 
 PG = pytest.param("postgresql", marks=pytest.mark.postgres, id="postgresql")
 TASKS = 24
-
-
-@contextmanager
-def fresh_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    if backend == "memory":
-        yield "memory://"
-    elif backend == "sqlite":
-        yield f"sqlite:///{tmp_path}/tasks.db"
-    else:
-        with postgres_schema() as url:
-            yield url
 
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite", PG])

@@ -4,26 +4,15 @@ while writers commit never misses a record (seqs are handed out in commit order)
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from _impl_support import postgres_schema
+from _impl_support import fresh_url
 
 from taskfsm.stores import Store, open_store
 
 WRITERS = 4
 EVENTS = 60
-
-
-@contextmanager
-def fresh_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path}/feed.db"
-    else:
-        with postgres_schema() as url:
-            yield url
 
 
 def write(store: Store, task_id: str, start: threading.Barrier) -> None:

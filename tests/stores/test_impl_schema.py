@@ -5,30 +5,18 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _impl_support import postgres_schema
+from _impl_support import fresh_url
 
 from taskfsm import InvalidStatus, RetryPolicy, TaskMachine, TaskPhase
 from taskfsm.stores import IncompatibleSchema, Store, open_store
 
 PG = pytest.param("postgresql", marks=pytest.mark.postgres, id="postgresql")
 DURABLE = ["sqlite", PG]
-
-
-@contextmanager
-def fresh_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    if backend == "memory":
-        yield "memory://"
-    elif backend == "sqlite":
-        yield f"sqlite:///{tmp_path}/tasks.db"
-    else:
-        with postgres_schema() as url:
-            yield url
 
 
 def sql(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
