@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ._errors import TooManyConflicts
 from ._plans import AppendHistory, Conflict, Entry, Op, Plan
@@ -48,49 +48,59 @@ def _gave_up(plan: Plan[Any], attempts: int) -> TooManyConflicts:
     )
 
 
+class _Attempt(Generic[T]):
+    """One run of a plan's generator: hands its operations out, keeps the history entries it
+    appends, and reports them to the plan once the transaction has committed."""
+
+    def __init__(self, plan: Plan[T]) -> None:
+        self._plan = plan
+        self._steps = plan.start()
+        self._appended: list[Entry] = []
+        self._value: T
+
+    def send(self, result: Any) -> Op | None:
+        """The next operation, given the previous one's result; None once the plan is done."""
+        try:
+            op = self._steps.send(result)
+        except StopIteration as stop:
+            self._value = stop.value
+            return None
+        if type(op) is AppendHistory:
+            self._appended.extend(op.entries)
+        return op
+
+    def committed(self) -> T:
+        """Tell the plan its entries are committed; return its result."""
+        if self._appended and self._plan.committed is not None:
+            self._plan.committed(self._appended)
+        return self._value
+
+
 def run_sync(backend: SyncBackend, plan: Plan[T], attempts: int = MAX_ATTEMPTS) -> T:
     """Run *plan* in a transaction of *backend*; on `Conflict` roll back and rerun it."""
     for _ in range(attempts):
-        appended: list[Entry] = []
+        attempt = _Attempt(plan)
         try:
             with backend.transaction(plan.write) as execute:
-                steps = plan.start()
                 result: Any = None
-                try:
-                    while True:
-                        op = steps.send(result)
-                        if type(op) is AppendHistory:
-                            appended.extend(op.entries)
-                        result = execute(op)
-                except StopIteration as done:
-                    value: T = done.value
+                while (op := attempt.send(result)) is not None:
+                    result = execute(op)
         except Conflict:
             continue
-        if appended and plan.committed is not None:
-            plan.committed(appended)
-        return value
+        return attempt.committed()
     raise _gave_up(plan, attempts)
 
 
 async def run_async(backend: AsyncBackend, plan: Plan[T], attempts: int = MAX_ATTEMPTS) -> T:
     """`run_sync` for a backend with async I/O."""
     for _ in range(attempts):
-        appended: list[Entry] = []
+        attempt = _Attempt(plan)
         try:
             async with backend.transaction(plan.write) as execute:
-                steps = plan.start()
                 result: Any = None
-                try:
-                    while True:
-                        op = steps.send(result)
-                        if type(op) is AppendHistory:
-                            appended.extend(op.entries)
-                        result = await execute(op)
-                except StopIteration as done:
-                    value: T = done.value
+                while (op := attempt.send(result)) is not None:
+                    result = await execute(op)
         except Conflict:
             continue
-        if appended and plan.committed is not None:
-            plan.committed(appended)
-        return value
+        return attempt.committed()
     raise _gave_up(plan, attempts)
